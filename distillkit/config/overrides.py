@@ -1,0 +1,56 @@
+"""``--set key.path=value`` overrides; values are parsed as YAML (``3`` is an int)."""
+from __future__ import annotations
+
+from typing import Iterable
+
+import yaml
+
+from ..errors import ConfigError, nearest_names
+from .paths import split_path
+
+
+def parse_override(text: str):
+    """``'train.num_epochs=3'`` -> ``(['train', 'num_epochs'], 3)``."""
+    key, sep, raw = str(text).partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"an override must look like key.path=value, found {text!r}.",
+                          key_path="--set", hint="Example: --set train.num_epochs=3")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return split_path(key.strip()), value
+
+
+def apply_overrides(config: dict, overrides: Iterable[str]) -> None:
+    """Set each override in place. A missing key close to an existing one is a typo: error."""
+    for text in overrides or ():
+        parts, value = parse_override(text)
+        node = config
+        for depth, part in enumerate(parts):
+            last = depth == len(parts) - 1
+            where = ".".join(parts[: depth + 1])
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise ConfigError(f"--set {text!r}: {where!r} is not an index of the list there "
+                                      f"(length {len(node)}).", key_path=".".join(parts[:depth]))
+                index = int(part)
+                if last:
+                    node[index] = value
+                else:
+                    node = node[index]
+                continue
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {text!r}: {'.'.join(parts[:depth])!r} holds a "
+                                  f"{type(node).__name__}, not a mapping.", key_path=".".join(parts[:depth]))
+            if part not in node:
+                close = [c for c in nearest_names(part, node.keys(), n=3) if c != part]
+                if close:
+                    raise ConfigError(f"--set {text!r}: there is no key {part!r} here.", key_path=where,
+                                      candidates=close, hint="Fix the spelling, or the override creates a new key.")
+            if last:
+                node[part] = value
+            else:
+                if node.get(part) is None:
+                    node[part] = {}
+                node = node[part]

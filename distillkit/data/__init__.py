@@ -1,0 +1,7 @@
+"""Datasets, transforms and loaders built from config."""
+from . import digits  # noqa: F401  (registers the bundled Digits dataset)
+from .datasets import build_datasets
+from .loaders import ShardSampler, build_loader
+from .transforms import build_transform
+
+__all__ = ["build_datasets", "build_loader", "build_transform", "ShardSampler"]

@@ -1,0 +1,77 @@
+"""Datasets from the ``datasets:`` section, keyed by ``dataset_id``.
+
+``type`` is looked up in distillkit's dataset registry, then in
+``torchvision.datasets``.  Each split's ``params`` go to the dataset's
+constructor, with ``transform_params`` / ``target_transform_params`` built into
+``transform`` / ``target_transform``.
+"""
+from __future__ import annotations
+
+import copy
+import os
+from typing import Dict
+
+from torchvision import datasets as tv_datasets
+
+from ..errors import ConfigError
+from ..registry import DATASETS
+from ..utils import call_with_params
+from .transforms import maybe_transform
+
+# Datasets whose root must already hold data (no download option).
+_FOLDER_TYPES = ("ImageFolder", "DatasetFolder")
+
+
+def resolve_dataset_type(name: str, key_path: str):
+    return DATASETS.resolve(name, key_path=key_path, fallbacks=(("torchvision.datasets", tv_datasets),))
+
+
+def _check_root(type_name: str, params: dict, key_path: str) -> None:
+    root = params.get("root")
+    if root is None or params.get("download"):
+        return
+    if not os.path.exists(str(root)):
+        raise ConfigError(f"the dataset root {root!r} does not exist (looked from {os.getcwd()}).",
+                          key_path=f"{key_path}.root",
+                          hint="Point it at your copy of the data (for ImageNet: the folder holding "
+                               "train/ and val/), e.g. --set " f"{key_path}.root=/data/imagenet/train.")
+    if type_name in _FOLDER_TYPES and (not os.path.isdir(str(root)) or not os.listdir(str(root))):
+        raise ConfigError(f"the dataset root {root!r} is empty or not a folder; {type_name} expects one "
+                          f"sub-folder of images per class.", key_path=f"{key_path}.root")
+
+
+def build_split(type_name: str, type_key_path: str, split_block: dict, key_path: str):
+    """One dataset object for one split block."""
+    cls = resolve_dataset_type(type_name, key_path=type_key_path)
+    params_path = f"{key_path}.params"
+    params = copy.deepcopy(split_block.get("params") or {})
+    params["transform"] = maybe_transform(params, "transform_params", params_path)
+    target_transform = maybe_transform(params, "target_transform_params", params_path)
+    if target_transform is not None:
+        params["target_transform"] = target_transform
+    _check_root(type_name, params, params_path)
+    try:
+        return call_with_params(cls, params, params_path)
+    except ConfigError as exc:
+        if exc.key_path and exc.key_path.startswith("params."):  # raised inside the dataset class
+            exc.key_path = f"{key_path}.{exc.key_path}"
+        raise exc.locate()
+    except (FileNotFoundError, RuntimeError) as exc:
+        raise ConfigError(f"{type_name} could not load its data: {exc}", key_path=params_path) from exc
+
+
+def build_datasets(config) -> Dict[str, object]:
+    """``{dataset_id: dataset}`` for every split of every declared dataset."""
+    datasets = {}
+    for name, block in (config.get("datasets") or {}).items():
+        for split, split_block in block["splits"].items():
+            key_path = f"datasets.{name}.splits.{split}"
+            dataset_id = split_block["dataset_id"]
+            if dataset_id in datasets:
+                raise ConfigError(f"dataset_id {dataset_id!r} is declared twice.", key_path=f"{key_path}.dataset_id")
+            if "type" in split_block:
+                type_name, type_path = split_block["type"], f"{key_path}.type"
+            else:
+                type_name, type_path = block["type"], f"datasets.{name}.type"
+            datasets[dataset_id] = build_split(type_name, type_path, split_block, key_path)
+    return datasets

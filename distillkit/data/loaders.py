@@ -1,0 +1,67 @@
+"""Data loaders from ``train_data_loader`` / ``val_data_loader`` / ``test_data_loader`` blocks.
+
+Loader keys (torchdistill 0.x): ``dataset_id``, ``random_sample``, ``batch_size``,
+``num_workers``, ``cache_output``; distillkit adds ``pin_memory``, ``drop_last``,
+``persistent_workers`` and ``prefetch_factor``.  Under torch.distributed the
+training loader shards with ``DistributedSampler`` (call ``set_epoch``) and the
+evaluation loader with :class:`ShardSampler`, which counts every sample once.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from typing import Dict, Optional
+
+import torch
+from torch.utils.data import DataLoader, RandomSampler, Sampler, SequentialSampler
+from torch.utils.data.distributed import DistributedSampler
+
+from ..errors import ConfigError, nearest_names
+
+logger = logging.getLogger(__name__)
+
+
+class ShardSampler(Sampler):
+    """Indices ``rank, rank + world, ...``: every sample on exactly one rank, none padded."""
+
+    def __init__(self, dataset, rank: int, world_size: int):
+        self.length = len(dataset)
+        self.rank = rank
+        self.world_size = world_size
+
+    def __iter__(self):
+        return iter(range(self.rank, self.length, self.world_size))
+
+    def __len__(self) -> int:
+        return max(0, math.ceil((self.length - self.rank) / self.world_size))
+
+
+def build_loader(block: dict, datasets: Dict[str, object], key_path: str, *, training: bool,
+                 rank: int = 0, world_size: int = 1, seed: int = 0, pin_memory: Optional[bool] = None):
+    """A DataLoader for one loader block; ``training`` selects shuffling and the sampler kind."""
+    dataset_id = block["dataset_id"]
+    if dataset_id not in datasets:
+        raise ConfigError(f"dataset_id {dataset_id!r} is not declared under datasets.",
+                          key_path=f"{key_path}.dataset_id", candidates=nearest_names(dataset_id, datasets))
+    dataset = datasets[dataset_id]
+    if block.get("cache_output"):
+        logger.warning("%s.cache_output is ignored: a cache that ignores augmentation gives the student "
+                       "targets for a view it never saw.", key_path)
+    shuffle = bool(block.get("random_sample", training))
+    if world_size > 1 and training:
+        sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed)
+    elif world_size > 1:
+        sampler = ShardSampler(dataset, rank, world_size)
+    elif shuffle:
+        sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
+    else:
+        sampler = SequentialSampler(dataset)
+    num_workers = int(block.get("num_workers") or 0)
+    options = {}
+    if num_workers > 0:
+        options["persistent_workers"] = bool(block.get("persistent_workers", False))
+        if block.get("prefetch_factor"):
+            options["prefetch_factor"] = int(block["prefetch_factor"])
+    return DataLoader(dataset, batch_size=int(block["batch_size"]), sampler=sampler, num_workers=num_workers,
+                      pin_memory=bool(block.get("pin_memory", pin_memory if pin_memory is not None else False)),
+                      drop_last=bool(block.get("drop_last", False)), **options)

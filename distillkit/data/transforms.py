@@ -1,0 +1,37 @@
+"""Transforms from config: ``[{type, params}, ...]`` -> one callable.
+
+Each ``type`` is looked up in distillkit's transform registry, then in
+``torchvision.transforms``.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from torchvision import transforms as tv_transforms
+
+from ..errors import ConfigError
+from ..registry import TRANSFORMS
+from ..utils import call_with_params
+
+
+def build_transform(spec, key_path: str):
+    """``spec`` is a list of ``{type, params}``; returns a Compose (or None for an empty list)."""
+    if spec is None:
+        return None
+    if not isinstance(spec, (list, tuple)):
+        raise ConfigError(f"expected a list of {{type, params}} entries, found {type(spec).__name__}.",
+                          key_path=key_path)
+    steps = []
+    for index, entry in enumerate(spec):
+        path = f"{key_path}.{index}"
+        if not isinstance(entry, dict) or "type" not in entry:
+            raise ConfigError(f"each transform needs a 'type', found {entry!r}.", key_path=path)
+        cls = TRANSFORMS.resolve(entry["type"], key_path=f"{path}.type",
+                                 fallbacks=(("torchvision.transforms", tv_transforms),))
+        steps.append(call_with_params(cls, entry.get("params"), f"{path}.params"))
+    return tv_transforms.Compose(steps) if steps else None
+
+
+def maybe_transform(params: dict, key: str, key_path: str) -> Optional[object]:
+    """Pop ``params[key]`` (a transform list) and build it."""
+    return build_transform(params.pop(key, None), f"{key_path}.{key}")

@@ -1,0 +1,88 @@
+"""torch.distributed from torchrun's environment: ranks, devices, reductions, DDP.
+
+One process per GPU; ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE`` come from
+torchrun.  NCCL on CUDA (each process on its ``LOCAL_RANK`` device), gloo on CPU.
+Without those variables the run is a single process.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from ..errors import DistillkitError
+
+
+@dataclass
+class DistContext:
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def resolve_device(requested: Optional[str], local_rank: int = 0) -> torch.device:
+    """``cuda`` when available and not asked otherwise; asking for CUDA without one is an error."""
+    name = (requested or ("cuda" if torch.cuda.is_available() else "cpu")).lower()
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise DistillkitError(f"--device {name} was asked for, but this machine has no usable CUDA device "
+                                  f"(torch {torch.__version__}, torch.cuda.is_available() is False). "
+                                  f"Run with --device cpu, or install a CUDA build of torch on a GPU machine.")
+        return torch.device("cuda", local_rank if name == "cuda" else int(name.split(":")[1]))
+    if name != "cpu":
+        raise DistillkitError(f"--device must be cpu or cuda (or cuda:N), found {requested!r}.")
+    return torch.device("cpu")
+
+
+def setup_distributed(requested_device: Optional[str] = None) -> DistContext:
+    """Join torchrun's process group if there is one; returns this process's context."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = resolve_device(requested_device, local_rank)
+    if world_size > 1 and not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo",
+                                **({"device_id": device} if device.type == "cuda" else {}))
+    return DistContext(rank, local_rank, world_size, device)
+
+
+def all_reduce_sum(tensor: torch.Tensor, ctx: DistContext) -> torch.Tensor:
+    """Sum ``tensor`` over ranks (in place on a copy); identity for one process."""
+    if not ctx.distributed:
+        return tensor
+    reduced = tensor.clone()
+    dist.all_reduce(reduced, op=dist.ReduceOp.SUM)
+    return reduced
+
+
+def wrap_ddp(module: nn.Module, ctx: DistContext, find_unused_parameters: bool = False) -> nn.Module:
+    """DistributedDataParallel around ``module`` when distributed and trainable, else ``module``."""
+    if not ctx.distributed or not any(p.requires_grad for p in module.parameters()):
+        return module
+    device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(module, device_ids=device_ids,
+                                               find_unused_parameters=find_unused_parameters)
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
+
+
+def cleanup() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()

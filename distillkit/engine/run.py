@@ -1,0 +1,122 @@
+"""One run from a config file: what ``distillkit train`` and the example runner both call."""
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from typing import Dict, Iterable, Optional
+
+import numpy as np
+import torch
+import yaml
+
+from ..config import load_config
+from ..errors import DistillkitError
+from ..models.checkpoint import load_model_weights
+from .distributed import cleanup, setup_distributed
+from .logs import setup_logging
+
+logger = logging.getLogger("distillkit")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2 ** 32))
+    torch.manual_seed(seed)
+
+
+class _ConfigDumper(yaml.SafeDumper):
+    """Dumps any object a tag produced (a class, a function) as its repr."""
+
+
+_ConfigDumper.add_multi_representer(object, lambda dumper, obj: dumper.represent_str(repr(obj)))
+
+
+def default_run_dir(config, name: str) -> str:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return os.path.join("runs", f"{name}-{stamp}")
+
+
+def prepare_run_dir(run_dir: str) -> None:
+    """Create ``run_dir``; refuse one that already holds checkpoints (nothing saved is overwritten)."""
+    checkpoints = os.path.join(run_dir, "checkpoints")
+    if os.path.isdir(checkpoints) and os.listdir(checkpoints):
+        raise DistillkitError(f"the run directory {run_dir!r} already holds checkpoints; distillkit will not "
+                              f"overwrite them. Pass a new --run-dir (or leave it out for a fresh one).")
+    os.makedirs(run_dir, exist_ok=True)
+
+
+def train_from_config(config_path: str, overrides: Iterable[str] = (), device: Optional[str] = None,
+                      seed: int = 0, run_dir: Optional[str] = None, debug: bool = False,
+                      log_file: Optional[str] = None, adjust_lr: Optional[bool] = None, test_only: bool = False,
+                      student_only: bool = False, start_epoch: int = 0) -> Dict[str, float]:
+    """Load, build, train (unless ``test_only``) and test; returns the final test metrics."""
+    ctx = setup_distributed(device)
+    try:
+        setup_logging(log_file, ctx.is_main, debug)
+        config = load_config(config_path, overrides)
+        seed_everything(seed)
+        from ..experiment import build_experiment, student_block
+
+        name = student_block(config)[1].get("experiment") or student_block(config)[1]["name"]
+        results = {}
+        if test_only:
+            experiment = build_experiment(config, ctx, seed, adjust_lr, for_training=False)
+            from .trainer import Trainer
+
+            trainer = Trainer(experiment)
+            results["student"] = trainer.test()
+        else:
+            run_dir = run_dir or default_run_dir(config, name)
+            if ctx.is_main:
+                prepare_run_dir(run_dir)
+                logger.addHandler(_file_handler(os.path.join(run_dir, "train.log")))
+                with open(os.path.join(run_dir, "config.yaml"), "w", encoding="utf-8") as handle:
+                    yaml.dump(dict(config), handle, Dumper=_ConfigDumper, sort_keys=False)
+                logger.info("run directory: %s", run_dir)
+            experiment = build_experiment(config, ctx, seed, adjust_lr, for_training=True)
+            from .trainer import Trainer
+
+            trainer = Trainer(experiment, run_dir=run_dir, start_epoch=start_epoch)
+            results["student"] = trainer.fit()
+        if experiment.teacher is not None and not student_only and experiment.test_loader is not None:
+            results["teacher"] = trainer.evaluate(experiment.test_loader, side="teacher")
+            logger.info("teacher test: top-1 %.2f%%, top-5 %.2f%%", results["teacher"]["top1"],
+                        results["teacher"]["top5"])
+        return results
+    finally:
+        cleanup()
+
+
+def _file_handler(path: str) -> logging.Handler:
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler._distillkit = True
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    return handler
+
+
+def evaluate_from_config(config_path: str, ckpt: Optional[str] = None, teacher: bool = False,
+                         overrides: Iterable[str] = (), device: Optional[str] = None) -> Dict[str, float]:
+    """Top-1/top-5 on the test loader of the student (or ``teacher``), optionally from ``ckpt``."""
+    ctx = setup_distributed(device)
+    try:
+        setup_logging(None, ctx.is_main)
+        config = load_config(config_path, overrides)
+        from ..experiment import build_experiment
+        from .trainer import Trainer
+
+        experiment = build_experiment(config, ctx, for_training=False)
+        side = experiment.teacher if teacher else experiment.student
+        if side is None:
+            raise DistillkitError(f"{config_path}: --teacher was given but the config declares no "
+                                  f"models.teacher_model.")
+        if ckpt:
+            load_model_weights(side.model, ckpt, what="--ckpt checkpoint")
+        if experiment.test_loader is None and experiment.val_loader is None:
+            raise DistillkitError(f"{config_path}: no test.test_data_loader (nor train.val_data_loader) to "
+                                  f"evaluate on.")
+        trainer = Trainer(experiment)
+        return trainer.evaluate(experiment.test_loader or experiment.val_loader, "teacher" if teacher else "student")
+    finally:
+        cleanup()

@@ -1,0 +1,180 @@
+"""The Trainer: one loop for teachers, student baselines and distilled students.
+
+One step::
+
+    teacher_out, teacher_io = teacher(x)      # frozen parts in eval mode, no autograd graph
+    student_out, student_io = student(x)
+    loss, terms = criterion(student_out, teacher_out, student_io, teacher_io, y)
+
+Each epoch trains, evaluates on the validation loader, writes
+``checkpoints/last.pt`` and (when validation top-1 improves) ``checkpoints/best.pt``
+and the student's ``ckpt``, and appends a row to ``metrics.jsonl``.  Only rank 0
+writes.  Loss values stay on the device between ``log_freq`` steps.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from typing import Dict, Optional
+
+import torch
+
+from ..models.checkpoint import save_atomic
+from .distributed import all_reduce_sum
+from .evaluate import evaluate
+from .logs import MetricsLog
+
+logger = logging.getLogger("distillkit")
+
+
+class Trainer:
+    def __init__(self, experiment, run_dir: Optional[str] = None, start_epoch: int = 0):
+        self.exp = experiment
+        self.ctx = experiment.ctx
+        self.run_dir = run_dir
+        self.start_epoch = start_epoch
+        self.global_step = 0
+        self.run_best = float("-inf")
+        self.scaler = experiment.amp.grad_scaler()
+        self.metrics = MetricsLog(os.path.join(run_dir, "metrics.jsonl"), self.ctx.is_main) if run_dir else None
+        if run_dir and self.ctx.is_main:
+            os.makedirs(os.path.join(run_dir, "checkpoints"), exist_ok=True)
+
+    # ------------------------------------------------------------------ training
+    def train_step(self, images, targets) -> Dict[str, torch.Tensor]:
+        exp = self.exp
+        with exp.amp.autocast():
+            teacher_out, teacher_io = (exp.teacher_module(images) if exp.teacher_module is not None else (None, {}))
+            student_out, student_io = exp.student_module(images)
+            loss, terms = exp.criterion(student_out, teacher_out, student_io, teacher_io, targets)
+        exp.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(exp.optimizer)
+        else:
+            loss.backward()
+        clip = (exp.config.get("train") or {}).get("clip_grad_norm")
+        if clip:
+            torch.nn.utils.clip_grad_norm_([p for g in exp.optimizer.param_groups for p in g["params"]], float(clip))
+        if self.scaler is not None:
+            self.scaler.step(exp.optimizer)
+            self.scaler.update()
+        else:
+            exp.optimizer.step()
+        self.global_step += 1
+        if exp.scheduler is not None and exp.scheduling_step > 0 and self.global_step % exp.scheduling_step == 0:
+            exp.scheduler.step()
+        return {"loss": loss.detach(), **{f"loss/{k}": v.detach().float() for k, v in terms.items()}}
+
+    def train_one_epoch(self, epoch: int) -> Dict[str, float]:
+        exp = self.exp
+        exp.student_module.train()
+        if exp.teacher_module is not None:
+            exp.teacher_module.train()  # a ModelSide keeps its frozen parts in eval mode
+        sampler = getattr(exp.train_loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        sums: Dict[str, torch.Tensor] = {}
+        seen, start, steps = 0, time.perf_counter(), len(exp.train_loader)
+        for step, (images, targets) in enumerate(exp.train_loader):
+            images = images.to(self.ctx.device, non_blocking=True)
+            targets = targets.to(self.ctx.device, non_blocking=True)
+            values = self.train_step(images, targets)
+            for key, value in values.items():
+                sums[key] = sums.get(key, 0) + value * images.shape[0]
+            seen += images.shape[0]
+            if exp.log_freq and (step + 1) % exp.log_freq == 0:
+                logger.info("epoch %d step %d/%d loss %.4f lr %.3g", epoch, step + 1, steps,
+                            (sums["loss"] / seen).item(), self.lr)
+        seconds = time.perf_counter() - start
+        keys = sorted(sums)
+        totals = all_reduce_sum(torch.stack([sums[k].float() for k in keys] + [torch.tensor(
+            float(seen), device=self.ctx.device)]), self.ctx) if keys else None
+        if totals is None:
+            return {"images_per_s": 0.0, "seconds": seconds}
+        count = totals[-1].item()
+        row = {k: totals[i].item() / count for i, k in enumerate(keys)}
+        row.update(images_per_s=count / max(seconds, 1e-9), seconds=seconds)
+        return row
+
+    @property
+    def lr(self) -> float:
+        return self.exp.optimizer.param_groups[0]["lr"]
+
+    def evaluate(self, loader, side: str = "student") -> Dict[str, float]:
+        module = self.exp.student if side == "student" else self.exp.teacher
+        was_training = module.training
+        module.eval()
+        result = evaluate(lambda x: module(x)[0], loader, self.ctx, self.exp.amp)
+        module.train(was_training)
+        return result
+
+    # ------------------------------------------------------------------ checkpoints
+    def state(self, epoch: int) -> dict:
+        exp = self.exp
+        state = {"model": exp.student.model.state_dict(), "student_side": exp.student.state_dict(),
+                 "optimizer": exp.optimizer.state_dict(), "epoch": epoch, "global_step": self.global_step,
+                 "best_top1": self.run_best}
+        if exp.scheduler is not None:
+            state["scheduler"] = exp.scheduler.state_dict()
+        if self.scaler is not None:
+            state["scaler"] = self.scaler.state_dict()
+        if exp.teacher is not None and exp.teacher.trainable:
+            state["teacher_side"] = exp.teacher.state_dict()
+        return state
+
+    def save(self, epoch: int, is_best: bool, top1: float) -> None:
+        if not self.ctx.is_main:
+            return
+        if self.run_dir:
+            state = self.state(epoch)
+            save_atomic(state, os.path.join(self.run_dir, "checkpoints", "last.pt"))
+            if is_best:
+                save_atomic(state, os.path.join(self.run_dir, "checkpoints", "best.pt"))
+        if is_best and self.exp.student_ckpt and top1 > self.exp.best_value:
+            save_atomic({"model": self.exp.student.model.state_dict(), "best_value": top1, "epoch": epoch},
+                        self.exp.student_ckpt)
+            self.exp.best_value = top1
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self) -> Dict[str, float]:
+        exp = self.exp
+        best_state = None
+        logger.info("training %s for %d epochs on %s (world size %d), lr %.4g", exp.name, exp.num_epochs,
+                    self.ctx.device, self.ctx.world_size, self.lr)
+        for epoch in range(self.start_epoch, exp.num_epochs):
+            row = {"epoch": epoch, "lr": self.lr}
+            row.update(self.train_one_epoch(epoch))
+            if exp.val_loader is not None:
+                val = self.evaluate(exp.val_loader)
+                row.update(val_top1=val["top1"], val_top5=val["top5"])
+                metric = val["top1"]
+            else:
+                metric = -row.get("loss", math.inf)
+            is_best = metric > self.run_best
+            if is_best:
+                self.run_best = metric
+                best_state = {k: v.detach().clone() for k, v in exp.student.state_dict().items()}
+            self.save(epoch, is_best, metric)
+            if exp.scheduler is not None and exp.scheduling_step <= 0:
+                if isinstance(exp.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                    exp.scheduler.step(metric)
+                else:
+                    exp.scheduler.step()
+            if self.metrics:
+                self.metrics.write(row)
+            logger.info("epoch %d: " + ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch"), epoch)
+        if best_state is not None:
+            exp.student.load_state_dict(best_state)
+        return self.test()
+
+    def test(self) -> Dict[str, float]:
+        """Top-1/top-5 of the student on the test loader (else the validation loader)."""
+        loader = self.exp.test_loader or self.exp.val_loader
+        if loader is None:
+            return {}
+        result = self.evaluate(loader)
+        logger.info("test: top-1 %.2f%%, top-5 %.2f%% on %d images", result["top1"], result["top5"], result["count"])
+        return result

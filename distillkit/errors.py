@@ -1,0 +1,73 @@
+"""The error types a user can cause, and how they are worded.
+
+Every error a user can trigger through a config, a path or a shape is a
+:class:`DistillkitError`.  Its message is one paragraph: where (file and key
+path), what was found, what was expected and, where it helps, the nearest valid
+names.  The command line prints that paragraph alone (no traceback) unless
+``--debug`` is given.
+"""
+from __future__ import annotations
+
+import difflib
+from typing import Iterable, Optional, Sequence
+
+
+class DistillkitError(Exception):
+    """Base class of every error distillkit explains to the user."""
+
+
+def nearest_names(name: str, candidates: Iterable[str], n: int = 5) -> list:
+    """The candidates closest to ``name`` (case-insensitive), best first."""
+    pool = sorted(set(str(c) for c in candidates))
+    lowered = {c.lower(): c for c in pool}
+    close = difflib.get_close_matches(str(name).lower(), list(lowered), n=n, cutoff=0.5)
+    found = [lowered[c] for c in close]
+    # Substring matches help with prefixes such as 'resnet' -> 'resnet18'.
+    for c in pool:
+        if len(found) >= n:
+            break
+        if c not in found and str(name).lower() in c.lower() and len(str(name)) >= 3:
+            found.append(c)
+    return found
+
+
+class ConfigError(DistillkitError):
+    """A problem with a config value, located by file, line and key path."""
+
+    def __init__(self, message: str, key_path: Optional[str] = None, file: Optional[str] = None,
+                 line: Optional[int] = None, candidates: Optional[Sequence[str]] = None,
+                 hint: Optional[str] = None):
+        self.message = message
+        self.key_path = key_path
+        self.file = file
+        self.line = line
+        self.candidates = list(candidates or [])
+        self.hint = hint
+        super().__init__(self.render())
+
+    def locate(self, file: Optional[str] = None, line: Optional[int] = None) -> "ConfigError":
+        """Fill in the file (and line) where they were not known when raised."""
+        if self.file is None and file is not None:
+            self.file = file
+        if self.line is None and line is not None:
+            self.line = line
+        self.args = (self.render(),)
+        return self
+
+    def render(self) -> str:
+        where = []
+        if self.file:
+            where.append(str(self.file))
+        if self.line:
+            where.append(f"line {self.line}")
+        if self.key_path:
+            where.append(f"key '{self.key_path}'")
+        text = (", ".join(where) + ": " if where else "") + self.message
+        if self.candidates:
+            text += " Nearest valid names: " + ", ".join(repr(c) for c in self.candidates) + "."
+        if self.hint:
+            text += " " + self.hint
+        return text
+
+    def __str__(self) -> str:  # always current, even after locate()
+        return self.render()

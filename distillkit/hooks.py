@@ -1,0 +1,61 @@
+"""Forward hooks that capture module inputs and outputs into an io_dict.
+
+``io_dict[path]['input' | 'output']`` holds what the module at dotted ``path``
+received (its first positional argument) or returned during the last forward.
+"""
+from __future__ import annotations
+
+from typing import Dict, Iterable
+
+from torch import nn
+
+from .errors import ConfigError, nearest_names
+
+
+def find_module(root: nn.Module, path: str, key_path: str = "forward_hook") -> nn.Module:
+    """The submodule at dotted ``path``; a miss names the nearest paths."""
+    modules = dict(root.named_modules())
+    if path in modules:
+        return modules[path]
+    names = [n for n in modules if n]
+    hint = None
+    if path.startswith("module.") or path.startswith("model.") and "model" not in modules:
+        hint = "Paths are relative to the model (or to its special module, whose model is 'model')."
+    raise ConfigError(f"no module at path {path!r} in {type(root).__name__}.", key_path=key_path,
+                      candidates=nearest_names(path, names), hint=hint or
+                      "List the paths with: distillkit modules MODEL_NAME.")
+
+
+class HookCapture:
+    """Registers forward hooks on ``root`` and collects what they see into ``io_dict``."""
+
+    def __init__(self, root: nn.Module, input_paths: Iterable[str] = (), output_paths: Iterable[str] = (),
+                 key_path: str = "forward_hook"):
+        self.io_dict: Dict[str, dict] = {}
+        self.handles = []
+        self.paths = []
+        for io, paths in (("input", input_paths or ()), ("output", output_paths or ())):
+            for index, path in enumerate(paths):
+                module = find_module(root, path, f"{key_path}.{io}.{index}")
+                self.handles.append(module.register_forward_hook(self._hook(path, io)))
+                self.paths.append((path, io))
+
+    def _hook(self, path: str, io: str):
+        def capture(module, inputs, output):
+            slot = self.io_dict.setdefault(path, {})
+            if io == "input":
+                slot["input"] = inputs[0] if len(inputs) == 1 else inputs
+            else:
+                slot["output"] = output
+
+        return capture
+
+    def pop(self) -> Dict[str, dict]:
+        """The captured io_dict; the capture starts empty for the next forward."""
+        captured, self.io_dict = self.io_dict, {}
+        return captured
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+        self.handles = []

@@ -1,0 +1,115 @@
+"""The criterion from ``train.criterion``: loss names through the registry, then ``torch.nn``.
+
+A ``torch.nn`` loss as an org term is called ``loss(student_output, targets)``.
+As a sub term it reads its operands from the io_dicts, torchdistill style::
+
+    criterion: {type: MSELoss, params: {input: {is_from_teacher: False, module_path: fc, io: output},
+                                         target: {is_from_teacher: True, module_path: fc, io: output}}}
+
+(``target: {uses_label: True}`` takes the labels instead).
+"""
+from __future__ import annotations
+
+from torch import nn
+
+from ..errors import ConfigError
+from ..registry import LOSSES
+from ..utils import call_with_params
+from .composite import GeneralizedCustomLoss
+from .features import select_features
+
+
+class OrgTermAdapter(nn.Module):
+    """Calls a ``torch.nn`` loss as an org term: ``loss(student_output, targets)``."""
+
+    def __init__(self, loss: nn.Module):
+        super().__init__()
+        self.loss = loss
+
+    def forward(self, student_output, teacher_output, targets):
+        return self.loss(student_output, targets)
+
+
+class IOTermAdapter(nn.Module):
+    """Calls a ``torch.nn`` loss on tensors read from the io_dicts (or the labels)."""
+
+    def __init__(self, loss: nn.Module, input: dict, target: dict):
+        super().__init__()
+        self.loss = loss
+        self.input_spec = input
+        self.target_spec = target
+
+    @staticmethod
+    def _read(spec, student_io, teacher_io, targets):
+        if spec.get("uses_label"):
+            return targets
+        teacher = bool(spec.get("is_from_teacher", False))
+        return select_features(teacher_io if teacher else student_io, spec["module_path"], spec.get("io", "output"),
+                               "teacher" if teacher else "student", reader="a torch.nn loss term")
+
+    def forward(self, student_io, teacher_io, targets):
+        return self.loss(self._read(self.input_spec, student_io, teacher_io, targets),
+                         self._read(self.target_spec, student_io, teacher_io, targets))
+
+
+def build_term(block: dict, key_path: str, org: bool) -> nn.Module:
+    """One loss term from ``{type, params}``."""
+    if not isinstance(block, dict) or "type" not in block:
+        raise ConfigError("a loss term needs 'criterion: {type, params}'.", key_path=key_path)
+    type_path = f"{key_path}.type"
+    params_path = f"{key_path}.params"
+    params = dict(block.get("params") or {})
+    if block["type"] in LOSSES:
+        return call_with_params(LOSSES[block["type"]], params, params_path)
+    cls = LOSSES.resolve(block["type"], key_path=type_path, fallbacks=(("torch.nn", _nn_losses()),))
+    if org:
+        return OrgTermAdapter(call_with_params(cls, params, params_path))
+    io_specs = {k: params.pop(k, None) for k in ("input", "target")}
+    if not all(isinstance(v, dict) for v in io_specs.values()):
+        raise ConfigError(f"the torch.nn loss {block['type']!r} as a sub term needs params.input and params.target "
+                          f"({{is_from_teacher, module_path, io}} or {{uses_label: True}}).", key_path=params_path)
+    return IOTermAdapter(call_with_params(cls, params, params_path), **io_specs)
+
+
+class _NNLosses:
+    """``torch.nn`` restricted to its loss classes, for lookup and suggestions."""
+
+    def __dir__(self):
+        return [n for n in dir(nn) if n.endswith("Loss")]
+
+    def __getattr__(self, name):
+        if name.endswith("Loss") and hasattr(nn, name):
+            return getattr(nn, name)
+        raise AttributeError(name)
+
+
+def _nn_losses():
+    return _NNLosses()
+
+
+def _factor(term: dict, key_path: str) -> float:
+    factor = term.get("factor", 1.0)
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)):
+        raise ConfigError(f"expected a number, found {factor!r}.", key_path=f"{key_path}.factor")
+    return float(factor)
+
+
+def build_criterion(block: dict, key_path: str = "train.criterion") -> GeneralizedCustomLoss:
+    """``GeneralizedCustomLoss`` from its block; any other ``type`` is a single org term of factor 1."""
+    if block.get("type") != "GeneralizedCustomLoss":
+        return GeneralizedCustomLoss(org_term=(build_term(block, key_path, org=True), 1.0))
+    org_term = None
+    org_block = block.get("org_term")
+    if org_block and org_block.get("criterion"):
+        org_path = f"{key_path}.org_term"
+        org_term = (build_term(org_block["criterion"], f"{org_path}.criterion", org=True), _factor(org_block, org_path))
+    sub_terms = {}
+    for name, term in (block.get("sub_terms") or {}).items():
+        term_path = f"{key_path}.sub_terms.{name}"
+        if not isinstance(term, dict):
+            raise ConfigError("a sub term needs 'criterion: {type, params}' and 'factor'.", key_path=term_path)
+        sub_terms[name] = (build_term(term.get("criterion"), f"{term_path}.criterion", org=False),
+                           _factor(term, term_path))
+    if org_term is None and not sub_terms:
+        raise ConfigError("GeneralizedCustomLoss has neither an org_term nor sub_terms.", key_path=key_path)
+    return GeneralizedCustomLoss(org_term, sub_terms)

@@ -1,0 +1,88 @@
+"""ModelSide: a model, its optional special module and its hooks -> (output, io_dict).
+
+Built from a ``train.teacher`` / ``train.student`` block (torchdistill 0.x keys):
+``sequential`` (keep only these submodules, in order), ``special`` (wrap in a
+special module), ``forward_hook.{input, output}`` (paths to capture),
+``requires_grad`` (False freezes everything) and ``frozen_modules`` (paths
+frozen and kept in eval mode).  A side with no trainable parameter runs with
+no autograd graph and always in eval mode.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+from .errors import ConfigError
+from .hooks import HookCapture, find_module
+from .registry import SPECIAL_MODULES
+from .utils import call_with_params
+
+
+def _sequential(model: nn.Module, paths, key_path: str) -> nn.Module:
+    if not paths:
+        return model
+    return nn.Sequential(*[find_module(model, p, f"{key_path}.sequential.{i}") for i, p in enumerate(paths)])
+
+
+def _special(model: nn.Module, block: Optional[dict], is_teacher: bool, key_path: str) -> Optional[nn.Module]:
+    if not block or not block.get("type"):
+        return None
+    cls = SPECIAL_MODULES.resolve(block["type"], key_path=f"{key_path}.special.type")
+    return call_with_params(cls, block.get("params"), f"{key_path}.special.params", model, is_teacher)
+
+
+class ModelSide(nn.Module):
+    """One side of distillation (teacher or student)."""
+
+    def __init__(self, model: nn.Module, block: Optional[dict] = None, is_teacher: bool = False,
+                 key_path: str = "train.student"):
+        super().__init__()
+        block = block or {}
+        if block.get("adaptations"):
+            raise ConfigError("adaptations are not supported by distillkit; use a special module instead.",
+                              key_path=f"{key_path}.adaptations")
+        model = _sequential(model, block.get("sequential"), key_path)
+        special = _special(model, block.get("special"), is_teacher, key_path)
+        self.has_special = special is not None
+        self.root = special if special is not None else model
+        self.is_teacher = is_teacher
+        root = self.root
+        if not block.get("requires_grad", not is_teacher):
+            root.requires_grad_(False)
+        self.frozen_paths = list(block.get("frozen_modules") or [])
+        for index, path in enumerate(self.frozen_paths):
+            find_module(root, path, f"{key_path}.frozen_modules.{index}").requires_grad_(False)
+        hooks = block.get("forward_hook") or {}
+        self.capture = HookCapture(root, hooks.get("input"), hooks.get("output"), f"{key_path}.forward_hook")
+        self.train()
+
+    @property
+    def model(self) -> nn.Module:
+        """The plain model (without special module): what a student checkpoint holds."""
+        return self.root.model if self.has_special else self.root
+
+    @property
+    def special(self) -> Optional[nn.Module]:
+        """The special module, or None. Hook paths are relative to ``root``: this, else the model."""
+        return self.root if self.has_special else None
+
+    @property
+    def trainable(self) -> bool:
+        return any(p.requires_grad for p in self.parameters())
+
+    def train(self, mode: bool = True):
+        super().train(mode and self.trainable)
+        if mode:
+            for path in self.frozen_paths:
+                find_module(self.root, path).eval()
+        return self
+
+    def forward(self, x):
+        self.capture.pop()
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.trainable):
+            output = self.root(x)
+            if self.special is not None:
+                self.special.post_forward(self.capture.io_dict)
+        return output, self.capture.pop()

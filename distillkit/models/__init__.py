@@ -1,0 +1,7 @@
+"""Model builders, checkpoint I/O, distillkit's own models and special modules."""
+from . import cifar_resnet  # noqa: F401  (registers cifar_resnet*)
+from . import special  # noqa: F401
+from .builder import build_model
+from .checkpoint import CheckpointError, load_checkpoint, load_model_weights, save_atomic
+
+__all__ = ["build_model", "CheckpointError", "load_checkpoint", "load_model_weights", "save_atomic"]

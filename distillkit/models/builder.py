@@ -1,0 +1,70 @@
+"""Models from ``models.<role>.{name, params, ckpt, repo_or_dir}``.
+
+Name resolution: distillkit's model registry, then ``torchvision.models``
+(``params.pretrained: True`` selects torchvision's default weights), then timm
+(``timm:<name>``, or any name timm knows).  ``repo_or_dir`` loads through
+``torch.hub`` as torchdistill 0.x did.
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError, nearest_names
+from ..registry import MODELS
+from ..utils import call_with_params
+
+
+def _torchvision_builder(name: str):
+    import torchvision.models as tvm
+
+    try:
+        return tvm.get_model_builder(name)
+    except ValueError:
+        return None
+
+
+def _timm():
+    try:
+        import timm
+    except ImportError:  # pragma: no cover - timm is a dependency
+        return None
+    return timm
+
+
+def _torchvision_call(builder, params: dict, key_path: str) -> nn.Module:
+    pretrained = params.pop("pretrained", None)
+    if pretrained is not None and "weights" not in params:
+        params["weights"] = "DEFAULT" if pretrained else None
+    return call_with_params(builder, params, key_path)
+
+
+def build_model(block: dict, key_path: str) -> nn.Module:
+    """Build the model of one ``models.<role>`` block (its ``ckpt`` is not loaded here)."""
+    name = block["name"]
+    params = copy.deepcopy(block.get("params") or {})
+    params_path = f"{key_path}.params"
+    if block.get("repo_or_dir"):
+        return torch.hub.load(block["repo_or_dir"], name, **params)
+    timm = _timm()
+    if isinstance(name, str) and name.startswith("timm:"):
+        timm_name = name[len("timm:"):]
+        if timm is None or not timm.is_model(timm_name):
+            raise ConfigError(f"timm knows no model {timm_name!r}.", key_path=f"{key_path}.name",
+                              candidates=nearest_names(timm_name, timm.list_models() if timm else []))
+        return call_with_params(timm.create_model, params, params_path, timm_name)
+    if name in MODELS:
+        return call_with_params(MODELS[name], params, params_path)
+    builder = _torchvision_builder(name)
+    if builder is not None:
+        return _torchvision_call(builder, params, params_path)
+    if timm is not None and timm.is_model(name):
+        return call_with_params(timm.create_model, params, params_path, name)
+    import torchvision.models as tvm
+
+    known = list(MODELS.names()) + list(tvm.list_models()) + (list(timm.list_models()) if timm else [])
+    raise ConfigError(f"unknown model {name!r}; it is not in distillkit's model registry, torchvision.models "
+                      f"or timm.", key_path=f"{key_path}.name", candidates=nearest_names(name, known),
+                      hint="Use 'timm:<name>' for a timm model, or register your own with @register_model.")

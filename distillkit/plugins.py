@@ -1,0 +1,40 @@
+"""Loading user code: a config's ``imports:`` list and the ``distillkit.plugins`` entry points."""
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from importlib import metadata
+
+from .errors import ConfigError
+
+logger = logging.getLogger(__name__)
+ENTRY_POINT_GROUP = "distillkit.plugins"
+_loaded_entry_points = False
+
+
+def load_entry_point_plugins() -> None:
+    """Import every installed package's ``distillkit.plugins`` entry point (once per process)."""
+    global _loaded_entry_points
+    if _loaded_entry_points:
+        return
+    _loaded_entry_points = True
+    for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            entry_point.load()
+        except Exception as exc:  # a broken plugin must not hide which one it was
+            raise ConfigError(f"the installed plugin {entry_point.name!r} ({entry_point.value}) failed to load: "
+                              f"{type(exc).__name__}: {exc}.") from exc
+
+
+def import_modules(modules, key_path: str = "imports", search_dir: str = None) -> None:
+    """Import each module named in a config's ``imports:`` list (the config's folder is searched too)."""
+    if search_dir and search_dir not in sys.path:
+        sys.path.append(search_dir)
+    for index, name in enumerate(modules or []):
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise ConfigError(f"cannot import the plugin module {name!r}: {exc}.", key_path=f"{key_path}.{index}",
+                              hint="Make it importable: install it, run from its parent folder, or set PYTHONPATH.") \
+                from exc

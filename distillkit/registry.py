@@ -1,0 +1,101 @@
+"""One :class:`Registry` class and the registries distillkit builds from it.
+
+Each registry maps a name used in a config (``type: 'KDLoss'``) to a callable.
+``register`` works as a bare decorator (``@register_loss``) or with a name
+(``@register_loss("MyLoss")``).  ``resolve`` looks the name up in the registry
+and then in fallback namespaces (``torch.nn``, ``torchvision.models``, ...); a
+miss raises :class:`~distillkit.errors.ConfigError` with the nearest names.
+"""
+from __future__ import annotations
+
+from typing import Callable, Dict, Iterable, Optional, Tuple
+
+from .errors import ConfigError, nearest_names
+
+
+class Registry:
+    """A name -> callable table.
+
+    Build contract, by registry:
+
+    * ``LOSSES``: org terms are called ``crit(student_output, teacher_output, targets)``,
+      sub terms ``crit(student_io_dict, teacher_io_dict, targets)``; both built as
+      ``cls(**params)``.
+    * ``MODELS``: ``fn(**params) -> nn.Module``.
+    * ``DATASETS``: ``cls(**params, transform=..., target_transform=...)``.
+    * ``SPECIAL_MODULES``: ``cls(model, is_teacher, **params)`` with ``post_forward(io_dict)``.
+    * ``TRANSFORMS``: ``cls(**params)``, a callable on one sample.
+    """
+
+    def __init__(self, name: str, doc: str = ""):
+        self.name = name
+        self.doc = doc
+        self._table: Dict[str, Callable] = {}
+
+    def register(self, obj: Optional[Callable] = None, name: Optional[str] = None):
+        """Register ``obj`` under ``name`` (default: its ``__name__``)."""
+        if isinstance(obj, str):  # @register_x("Name")
+            obj, name = None, obj
+
+        def add(target: Callable) -> Callable:
+            key = name or target.__name__
+            self._table[key] = target
+            return target
+
+        return add if obj is None else add(obj)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._table
+
+    def __getitem__(self, name: str) -> Callable:
+        return self._table[name]
+
+    def get(self, name: str) -> Optional[Callable]:
+        return self._table.get(name)
+
+    def names(self) -> Iterable[str]:
+        return sorted(self._table)
+
+    def resolve(self, name: str, key_path: Optional[str] = None,
+                fallbacks: Tuple[Tuple[str, object], ...] = ()) -> Callable:
+        """Find ``name`` here, then in each ``(label, namespace)`` fallback.
+
+        A fallback namespace is a module (or any object) whose attribute
+        ``name`` is taken, or a callable ``(name) -> obj | None`` paired with a
+        callable listing its names, given as ``(label, (lookup, list_names))``.
+        """
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"expected the name of a {self.name} (a non-empty string), found {name!r}.",
+                              key_path=key_path)
+        if name in self._table:
+            return self._table[name]
+        known = list(self._table)
+        labels = [f"distillkit's {self.name} registry"]
+        for label, space in fallbacks:
+            labels.append(label)
+            if isinstance(space, tuple):
+                lookup, list_names = space
+                found = lookup(name)
+                if found is not None:
+                    return found
+                known.extend(list_names())
+            else:
+                found = getattr(space, name, None)
+                if callable(found) and not name.startswith("_"):
+                    return found
+                known.extend(n for n in dir(space) if not n.startswith("_"))
+        raise ConfigError(f"unknown {self.name} {name!r}; it is not in " + ", nor in ".join(labels) + ".",
+                          key_path=key_path, candidates=nearest_names(name, known))
+
+
+LOSSES = Registry("loss")
+MODELS = Registry("model")
+DATASETS = Registry("dataset type")
+SPECIAL_MODULES = Registry("special module")
+TRANSFORMS = Registry("transform")
+
+register_loss = LOSSES.register
+register_model = MODELS.register
+register_dataset = DATASETS.register
+register_special_module = SPECIAL_MODULES.register
+register_transform = TRANSFORMS.register
