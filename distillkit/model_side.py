@@ -55,7 +55,11 @@ class ModelSide(nn.Module):
         for index, path in enumerate(self.frozen_paths):
             find_module(root, path, f"{key_path}.frozen_modules.{index}").requires_grad_(False)
         hooks = block.get("forward_hook") or {}
-        self.capture = HookCapture(root, hooks.get("input"), hooks.get("output"), f"{key_path}.forward_hook")
+        paths = {io: list(hooks.get(io) or []) for io in ("input", "output")}
+        for path, io in (special.required_io() if hasattr(special, "required_io") else []):
+            if path not in paths[io]:
+                paths[io].append(path)
+        self.capture = HookCapture(root, paths["input"], paths["output"], f"{key_path}.forward_hook")
         self.train()
 
     @property

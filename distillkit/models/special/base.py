@@ -21,5 +21,9 @@ class SpecialModule(nn.Module):
     def forward(self, x):
         return self.model(x)
 
+    def required_io(self):
+        """``[(path, 'input' | 'output'), ...]`` that ``post_forward`` reads; ModelSide hooks them."""
+        return []
+
     def post_forward(self, io_dict: dict) -> None:
         """Run the extra layers on captured features; default: nothing."""
