@@ -3,5 +3,8 @@ from .build import build_criterion
 from .composite import GeneralizedCustomLoss
 from .features import UnhookedPathError, select_features
 from .kd import KDLoss
+from .tat import MaskedFM, ShapeMismatchError
+from .tat_seg import TaTSegmentationLoss
 
-__all__ = ["build_criterion", "GeneralizedCustomLoss", "KDLoss", "select_features", "UnhookedPathError"]
+__all__ = ["build_criterion", "GeneralizedCustomLoss", "KDLoss", "MaskedFM", "TaTSegmentationLoss",
+           "select_features", "UnhookedPathError", "ShapeMismatchError"]
