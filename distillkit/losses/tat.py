@@ -46,6 +46,15 @@ def target_aware_attention(q, k, v, heads: int):
     return rearrange(out, "b h (x y) d -> b (h d) x y", x=height, y=width)
 
 
+def iter_pairs(feature_pairs: dict, student_io, teacher_io, heads: int, loss_name: str):
+    """Yield ``(factor, q, k, v, t)`` per feature pair, shapes checked."""
+    for name, pair in feature_pairs.items():
+        where = f"{loss_name} pair {name!r}"
+        (q, v), (t, k) = read_pair(student_io, teacher_io, pair, where)
+        check_qkvt(q, k, v, t, heads, where)
+        yield float(pair.get("factor", 1)), q, k, v, t
+
+
 def read_pair(student_io, teacher_io, pair: dict, where: str):
     """``(q, v), (t, k)`` from a feature pair: student paths [feature, query, value], teacher [feature, key]."""
     student = select_features(student_io, pair["student"]["path"], pair["student"].get("io", "output"),
@@ -78,10 +87,6 @@ class MaskedFM(nn.Module):
 
     def forward(self, student_io, teacher_io, targets=None):
         total = 0.0
-        for name, pair in self.feature_pairs.items():
-            where = f"MaskedFM pair {name!r}"
-            (q, v), (t, k) = read_pair(student_io, teacher_io, pair, where)
-            check_qkvt(q, k, v, t, self.heads, where)
-            out = target_aware_attention(q, k, v, self.heads)
-            total = total + float(pair.get("factor", 1)) * F.mse_loss(out, t)
+        for factor, q, k, v, t in iter_pairs(self.feature_pairs, student_io, teacher_io, self.heads, "MaskedFM"):
+            total = total + factor * F.mse_loss(target_aware_attention(q, k, v, self.heads), t)
         return total

@@ -9,7 +9,7 @@ from einops import rearrange
 from torch import nn
 
 from ..registry import register_loss
-from .tat import ShapeMismatchError, check_qkvt, read_pair, target_aware_attention
+from .tat import ShapeMismatchError, iter_pairs, target_aware_attention
 
 
 def _per_sample_mse(a, b):
@@ -71,15 +71,13 @@ class TaTSegmentationLoss(nn.Module):
 
     def forward(self, student_io, teacher_io, targets=None):
         total = 0.0
-        for name, pair in self.feature_pairs.items():
-            where = f"TaTSegmentationLoss pair {name!r}"
-            (q, v), (t, k) = read_pair(student_io, teacher_io, pair, where)
-            check_qkvt(q, k, v, t, self.heads, where)
+        where = "TaTSegmentationLoss"
+        for factor, q, k, v, t in iter_pairs(self.feature_pairs, student_io, teacher_io, self.heads, where):
             per_sample = torch.zeros(q.shape[0], device=q.device, dtype=torch.float32)
             if self.beta:
                 per_sample = per_sample + self.beta * patch_group_loss(q, k, v, t, self.patch_grid,
                                                                        self.group_size, where)
             if self.gamma:
                 per_sample = per_sample + self.gamma * anchor_point_loss(q, k, v, t, self.anchor_grid, self.heads)
-            total = total + float(pair.get("factor", 1)) * self.alpha * per_sample.mean()
+            total = total + factor * self.alpha * per_sample.mean()
         return total
