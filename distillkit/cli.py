@@ -5,6 +5,7 @@ Errors a user can cause print as one paragraph (no traceback) unless ``--debug``
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import List, Optional
 
@@ -44,14 +45,15 @@ def run(args: argparse.Namespace) -> int:
         results = train_from_config(args.config, args.overrides, args.device, args.seed, args.run_dir,
                                     args.debug, args.log, args.adjust_lr)
         student = results.get("student") or {}
-        if student:
+        if student and int(os.environ.get("RANK", "0")) == 0:
             print(f"student test top-1 {student['top1']:.2f}% top-5 {student['top5']:.2f}%")
         return 0
     if args.command == "eval":
         from .engine.run import evaluate_from_config
 
         result = evaluate_from_config(args.config, args.ckpt, args.teacher, args.overrides, args.device)
-        print(f"top-1 {result['top1']:.2f}% top-5 {result['top5']:.2f}% on {result['count']} images")
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(f"top-1 {result['top1']:.2f}% top-5 {result['top5']:.2f}% on {result['count']} images")
         return 0
     return 2
 

@@ -16,7 +16,7 @@ from torch import nn
 
 from .data import build_datasets, build_loader
 from .engine.amp import AmpSettings
-from .engine.distributed import DistContext, wrap_ddp
+from .engine.distributed import DistContext, wrap_side
 from .errors import ConfigError, DistillkitError
 from .losses import build_criterion
 from .model_side import ModelSide
@@ -145,15 +145,20 @@ def _build(config, ctx, seed, adjust_lr, for_training) -> Experiment:
     if not for_training:
         return experiment
     experiment.train_loader = loader(train["train_data_loader"], "train.train_data_loader", True)
-    find_unused = bool((train.get("student") or {}).get("find_unused_parameters", False))
-    experiment.student_module = wrap_ddp(student, ctx, find_unused)
-    experiment.teacher_module = wrap_ddp(teacher, ctx) if teacher is not None else None
+    experiment.student_module = wrap_side(student, ctx, train.get("student"), "train.student")
+    experiment.teacher_module = wrap_side(teacher, ctx, train.get("teacher"), "train.teacher") \
+        if teacher is not None else None
     trainable = [p for p in student.parameters() if p.requires_grad]
     if teacher is not None:
         trainable += [p for p in teacher.parameters() if p.requires_grad]
     if adjust_lr is None:
         adjust_lr = bool(train.get("adjust_lr", False))
     experiment.optimizer = build_optimizer(train["optimizer"], trainable, ctx.world_size, adjust_lr)
+    base_lr = (train["optimizer"].get("params") or {}).get("lr")
+    if base_lr is not None:
+        logger.info("learning rate %.6g%s", experiment.optimizer.param_groups[0]["lr"],
+                    f" (base {base_lr} x world size {ctx.world_size}, adjust_lr)" if adjust_lr else
+                    f" (not scaled by the world size {ctx.world_size}; -adjust_lr scales it)")
     experiment.scheduler = build_scheduler(train.get("scheduler"), experiment.optimizer)
     experiment.scheduling_step = int((train.get("scheduler") or {}).get("scheduling_step", 0) or 0)
     return experiment

@@ -29,7 +29,8 @@ MODEL = {"name": ("str", True), "params": ("mapping", False), "experiment": ("st
          "ckpt": ("str", False), "repo_or_dir": ("str", False)}
 SIDE = {"sequential": ("list", False), "special": ("mapping", False), "forward_hook": ("mapping", False),
         "wrapper": ("str", False), "requires_grad": ("bool", False), "frozen_modules": ("list", False),
-        "adaptations": ("any", False), "find_unused_parameters": ("bool", False)}
+        "adaptations": ("any", False), "find_unused_parameters": ("bool", False),
+        "sync_bn": ("bool", False)}
 TYPED = {"type": ("str", True), "params": ("mapping", False)}
 SCHEDULER = dict(TYPED, scheduling_step=("int", False))
 CRITERION = {"type": ("str", True), "params": ("mapping", False), "org_term": ("mapping", False),

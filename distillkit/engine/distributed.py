@@ -6,15 +6,19 @@ Without those variables the run is a single process.
 """
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Optional
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..errors import DistillkitError
+logger = logging.getLogger("distillkit")
+
+from ..errors import ConfigError, DistillkitError
 
 
 @dataclass
@@ -56,7 +60,8 @@ def setup_distributed(requested_device: Optional[str] = None) -> DistContext:
     if world_size > 1 and not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo",
+        timeout = timedelta(seconds=float(os.environ.get("DISTILLKIT_DIST_TIMEOUT", "1800")))
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", timeout=timeout,
                                 **({"device_id": device} if device.type == "cuda" else {}))
     return DistContext(rank, local_rank, world_size, device)
 
@@ -70,13 +75,51 @@ def all_reduce_sum(tensor: torch.Tensor, ctx: DistContext) -> torch.Tensor:
     return reduced
 
 
-def wrap_ddp(module: nn.Module, ctx: DistContext, find_unused_parameters: bool = False) -> nn.Module:
-    """DistributedDataParallel around ``module`` when distributed and trainable, else ``module``."""
+_DDP_NAMES = (None, "DistributedDataParallel", "DDP")
+
+
+def wrap_side(module: nn.Module, ctx: DistContext, block: Optional[dict], key_path: str) -> nn.Module:
+    """Wrap a trainable side for distributed training, from its config block.
+
+    ``wrapper``: DistributedDataParallel (also when left empty: an unwrapped trainable side would drift
+    apart across ranks), ``DataParallel`` (replaced by DDP under torchrun, with a warning) or ``none``.
+    ``sync_bn: true`` converts BatchNorm to SyncBatchNorm (CUDA only); ``find_unused_parameters`` goes to DDP.
+    A side with nothing to train (a frozen teacher) is never wrapped.
+    """
+    block = block or {}
     if not ctx.distributed or not any(p.requires_grad for p in module.parameters()):
         return module
+    wrapper = block.get("wrapper")
+    if isinstance(wrapper, str) and wrapper.lower() == "none" or wrapper is False:
+        logger.warning("%s.wrapper is 'none': this side trains unsynchronised on each rank.", key_path)
+        return module
+    if wrapper not in _DDP_NAMES:
+        if wrapper != "DataParallel":
+            raise ConfigError(f"unknown wrapper {wrapper!r}.", key_path=f"{key_path}.wrapper",
+                              candidates=["DistributedDataParallel", "DataParallel", "none"])
+        logger.warning("%s.wrapper DataParallel is replaced by DistributedDataParallel under torchrun.", key_path)
+    if block.get("sync_bn"):
+        if ctx.device.type == "cuda":
+            module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
+        else:
+            logger.warning("%s.sync_bn is ignored on CPU: SyncBatchNorm needs CUDA.", key_path)
     device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(module, device_ids=device_ids,
-                                               find_unused_parameters=find_unused_parameters)
+                                               find_unused_parameters=bool(block.get("find_unused_parameters")))
+
+
+def explain_ddp_error(exc: RuntimeError) -> Optional[DistillkitError]:
+    """DDP's error about parameters that got no gradient, turned into the config key that fixes it."""
+    text = str(exc)
+    if "Expected to have finished reduction in the prior iteration" not in text and \
+            "did not receive grad" not in text:
+        return None
+    return DistillkitError(
+        "DistributedDataParallel found trainable parameters that received no gradient in a step (a layer the "
+        "loss never uses, e.g. an unused head or an embedding no loss term reads). Either make every trainable "
+        "part feed the loss, freeze the unused parts (train.student.frozen_modules), or set "
+        "train.student.find_unused_parameters: true (slower: DDP then searches the graph every step). "
+        f"DDP said: {text.splitlines()[0]}")
 
 
 def unwrap(module: nn.Module) -> nn.Module:

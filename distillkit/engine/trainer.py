@@ -22,7 +22,7 @@ from typing import Dict, Optional
 import torch
 
 from ..models.checkpoint import save_atomic
-from .distributed import all_reduce_sum
+from .distributed import all_reduce_sum, explain_ddp_error
 from .evaluate import evaluate
 from .logs import MetricsLog
 
@@ -81,7 +81,13 @@ class Trainer:
         for step, (images, targets) in enumerate(exp.train_loader):
             images = images.to(self.ctx.device, non_blocking=True)
             targets = targets.to(self.ctx.device, non_blocking=True)
-            values = self.train_step(images, targets)
+            try:
+                values = self.train_step(images, targets)
+            except RuntimeError as exc:
+                explained = explain_ddp_error(exc)
+                if explained is None:
+                    raise
+                raise explained from exc
             for key, value in values.items():
                 sums[key] = sums.get(key, 0) + value * images.shape[0]
             seen += images.shape[0]
