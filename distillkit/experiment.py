@@ -17,6 +17,7 @@ from torch import nn
 from .data import build_datasets, build_loader
 from .engine.amp import AmpSettings
 from .engine.distributed import DistContext, wrap_side
+from .engine.recipe import build_ema, build_mixup
 from .errors import ConfigError, DistillkitError
 from .losses import build_criterion
 from .model_side import ModelSide
@@ -47,6 +48,8 @@ class Experiment:
     log_freq: int = 100
     student_ckpt: Optional[str] = None
     best_value: float = float("-inf")
+    mixup: object = None  # timm Mixup/CutMix applied to each training batch (the teacher sees it too)
+    ema: object = None  # timm ModelEmaV3 of the student model
     name: str = "experiment"
 
 
@@ -88,9 +91,18 @@ def build_optimizer(block: dict, parameters, world_size: int, adjust_lr: bool, k
     return call_with_params(cls, params, f"{key_path}.params", parameters)
 
 
-def build_scheduler(block: Optional[dict], optimizer, key_path="train.scheduler"):
+def build_scheduler(block: Optional[dict], optimizer, num_epochs: int = 1, key_path="train.scheduler"):
+    """torch.optim.lr_scheduler.<type>, or ``timm:<sched>`` (cosine, step, ...: timm's create_scheduler_v2,
+    stepped per epoch, with ``warmup_epochs``, ``warmup_lr``, ``min_lr`` ...)."""
     if not block or not block.get("type"):
         return None
+    if str(block["type"]).startswith("timm:"):
+        from timm.scheduler import create_scheduler_v2
+
+        params = dict(block.get("params") or {})
+        params.setdefault("num_epochs", num_epochs)
+        return call_with_params(create_scheduler_v2, params, f"{key_path}.params", optimizer,
+                                str(block["type"])[len("timm:"):])[0]
     from torch.optim import lr_scheduler
 
     cls = getattr(lr_scheduler, str(block["type"]), None)
@@ -159,7 +171,9 @@ def _build(config, ctx, seed, adjust_lr, for_training) -> Experiment:
         logger.info("learning rate %.6g%s", experiment.optimizer.param_groups[0]["lr"],
                     f" (base {base_lr} x world size {ctx.world_size}, adjust_lr)" if adjust_lr else
                     f" (not scaled by the world size {ctx.world_size}; -adjust_lr scales it)")
-    experiment.scheduler = build_scheduler(train.get("scheduler"), experiment.optimizer)
+    experiment.scheduler = build_scheduler(train.get("scheduler"), experiment.optimizer, experiment.num_epochs)
+    experiment.mixup = build_mixup(train.get("mixup"))
+    experiment.ema = build_ema(train.get("model_ema"), student.model)
     experiment.scheduling_step = int((train.get("scheduler") or {}).get("scheduling_step", 0) or 0)
     return experiment
 

@@ -24,7 +24,7 @@ _TYPES = {
 LOADER = {"dataset_id": ("str", True), "random_sample": ("bool", False), "batch_size": ("int", True),
           "num_workers": ("int", False), "cache_output": ("any", False), "pin_memory": ("bool", False),
           "drop_last": ("bool", False), "persistent_workers": ("bool", False),
-          "prefetch_factor": ("int", False)}
+          "prefetch_factor": ("int", False), "repeated_aug": ("int", False)}
 MODEL = {"name": ("str", True), "params": ("mapping", False), "experiment": ("str", False),
          "ckpt": ("str", False), "repo_or_dir": ("str", False)}
 SIDE = {"sequential": ("list", False), "special": ("mapping", False), "forward_hook": ("mapping", False),
@@ -39,7 +39,7 @@ TRAIN = {"log_freq": ("int", False), "num_epochs": ("int", True), "train_data_lo
          "val_data_loader": (LOADER, False), "teacher": (SIDE, False), "student": (SIDE, False),
          "optimizer": (TYPED, True), "scheduler": (SCHEDULER, False), "criterion": (CRITERION, True),
          "apex": ("mapping", False), "amp": ("mapping", False), "clip_grad_norm": ("number", False),
-         "adjust_lr": ("bool", False)}
+         "adjust_lr": ("bool", False), "mixup": ("mapping", False), "model_ema": ("mapping", False)}
 TOP = {"datasets": ("mapping", True), "models": ("mapping", True), "train": (TRAIN, True),
        "test": ({"test_data_loader": (LOADER, False)}, False), "imports": ("list", False)}
 

@@ -2,7 +2,8 @@
 
 Loader keys (torchdistill 0.x): ``dataset_id``, ``random_sample``, ``batch_size``,
 ``num_workers``, ``cache_output``; distillkit adds ``pin_memory``, ``drop_last``,
-``persistent_workers`` and ``prefetch_factor``.  Under torch.distributed the
+``persistent_workers``, ``prefetch_factor`` and ``repeated_aug: N`` (timm's
+repeated-augmentation sampler, DeiT's setting is 3).  Under torch.distributed the
 training loader shards with ``DistributedSampler`` (call ``set_epoch``) and the
 evaluation loader with :class:`ShardSampler`, which counts every sample once.
 """
@@ -48,7 +49,12 @@ def build_loader(block: dict, datasets: Dict[str, object], key_path: str, *, tra
         logger.warning("%s.cache_output is ignored: a cache that ignores augmentation gives the student "
                        "targets for a view it never saw.", key_path)
     shuffle = bool(block.get("random_sample", training))
-    if world_size > 1 and training:
+    if training and int(block.get("repeated_aug") or 0) > 1:
+        from timm.data.distributed_sampler import RepeatAugSampler
+
+        sampler = RepeatAugSampler(dataset, num_replicas=world_size, rank=rank, shuffle=shuffle,
+                                   num_repeats=int(block["repeated_aug"]))
+    elif world_size > 1 and training:
         sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed)
     elif world_size > 1:
         sampler = ShardSampler(dataset, rank, world_size)

@@ -10,7 +10,7 @@ from typing import Optional
 from torchvision import transforms as tv_transforms
 
 from ..errors import ConfigError
-from ..registry import TRANSFORMS
+from ..registry import TRANSFORMS, register_transform
 from ..utils import call_with_params
 
 
@@ -35,3 +35,11 @@ def build_transform(spec, key_path: str):
 def maybe_transform(params: dict, key: str, key_path: str) -> Optional[object]:
     """Pop ``params[key]`` (a transform list) and build it."""
     return build_transform(params.pop(key, None), f"{key_path}.{key}")
+
+
+@register_transform("create_transform")
+def timm_create_transform(**params):
+    """timm's ``create_transform`` (RandAugment ``auto_augment``, Random Erasing ``re_prob``, ...), as one step."""
+    from timm.data import create_transform
+
+    return create_transform(**params)

@@ -64,6 +64,8 @@ class Trainer:
         else:
             exp.optimizer.step()
         self.global_step += 1
+        if exp.ema is not None:
+            exp.ema.update(exp.student.model, step=self.global_step)
         if exp.scheduler is not None and exp.scheduling_step > 0 and self.global_step % exp.scheduling_step == 0:
             exp.scheduler.step()
         return {"loss": loss.detach(), **{f"loss/{k}": v.detach().float() for k, v in terms.items()}}
@@ -81,6 +83,8 @@ class Trainer:
         for step, (images, targets) in enumerate(exp.train_loader):
             images = images.to(self.ctx.device, non_blocking=True)
             targets = targets.to(self.ctx.device, non_blocking=True)
+            if exp.mixup is not None:
+                images, targets = exp.mixup(images, targets)
             try:
                 values = self.train_step(images, targets)
             except RuntimeError as exc:
@@ -127,6 +131,8 @@ class Trainer:
             state["scheduler"] = exp.scheduler.state_dict()
         if self.scaler is not None:
             state["scaler"] = self.scaler.state_dict()
+        if exp.ema is not None:
+            state["model_ema"] = exp.ema.module.state_dict()
         if exp.teacher is not None and exp.teacher.trainable:
             state["teacher_side"] = exp.teacher.state_dict()
         return state
@@ -157,6 +163,9 @@ class Trainer:
                 val = self.evaluate(exp.val_loader)
                 row.update(val_top1=val["top1"], val_top5=val["top5"])
                 metric = val["top1"]
+                if exp.ema is not None:
+                    ema = evaluate(exp.ema.module, exp.val_loader, self.ctx, exp.amp)
+                    row.update(val_top1_ema=ema["top1"], val_top5_ema=ema["top5"])
             else:
                 metric = -row.get("loss", math.inf)
             is_best = metric > self.run_best
@@ -167,6 +176,8 @@ class Trainer:
             if exp.scheduler is not None and exp.scheduling_step <= 0:
                 if isinstance(exp.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                     exp.scheduler.step(metric)
+                elif hasattr(exp.scheduler, "step_update"):  # a timm scheduler: told the next epoch
+                    exp.scheduler.step(epoch + 1)
                 else:
                     exp.scheduler.step()
             if self.metrics:

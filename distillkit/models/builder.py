@@ -8,6 +8,7 @@ Name resolution: distillkit's model registry, then ``torchvision.models``
 from __future__ import annotations
 
 import copy
+import types
 
 import torch
 from torch import nn
@@ -41,6 +42,35 @@ def _torchvision_call(builder, params: dict, key_path: str) -> nn.Module:
     return call_with_params(builder, params, key_path)
 
 
+def configure_timm_distilled(model: nn.Module, eval_output: str = "mean_logits") -> nn.Module:
+    """Turn on a timm distilled ViT's training mode that returns ``(class, distillation)`` logits, and make
+    evaluation return ``eval_output``: ``mean_logits`` (timm's own average), ``class`` or ``distill``."""
+    from .distillable_vit import EVAL_OUTPUTS, select_eval_output
+
+    if eval_output not in EVAL_OUTPUTS:
+        raise ConfigError(f"eval_output must be one of {EVAL_OUTPUTS}, found {eval_output!r}.",
+                          key_path="params.eval_output")
+    model.set_distilled_training(True)
+    if eval_output != "mean_logits":
+        timm_head = type(model).forward_head
+
+        def forward_head(self, x, pre_logits: bool = False):
+            if self.training or pre_logits:
+                return timm_head(self, x, pre_logits)
+            return select_eval_output(self.head(self.head_drop(x[:, 0])), self.head_dist(x[:, 1]), eval_output)
+
+        model.forward_head = types.MethodType(forward_head, model)  # a bound method survives deepcopy (EMA)
+    return model
+
+
+def _create_timm(timm, name: str, params: dict, params_path: str) -> nn.Module:
+    eval_output = params.pop("eval_output", "mean_logits")
+    model = call_with_params(timm.create_model, params, params_path, name)
+    if hasattr(model, "set_distilled_training"):
+        configure_timm_distilled(model, eval_output)
+    return model
+
+
 def build_model(block: dict, key_path: str) -> nn.Module:
     """Build the model of one ``models.<role>`` block (its ``ckpt`` is not loaded here)."""
     name = block["name"]
@@ -54,14 +84,14 @@ def build_model(block: dict, key_path: str) -> nn.Module:
         if timm is None or not timm.is_model(timm_name):
             raise ConfigError(f"timm knows no model {timm_name!r}.", key_path=f"{key_path}.name",
                               candidates=nearest_names(timm_name, timm.list_models() if timm else []))
-        return call_with_params(timm.create_model, params, params_path, timm_name)
+        return _create_timm(timm, timm_name, params, params_path)
     if name in MODELS:
         return call_with_params(MODELS[name], params, params_path)
     builder = _torchvision_builder(name)
     if builder is not None:
         return _torchvision_call(builder, params, params_path)
     if timm is not None and timm.is_model(name):
-        return call_with_params(timm.create_model, params, params_path, name)
+        return _create_timm(timm, name, params, params_path)
     import torchvision.models as tvm
 
     known = list(MODELS.names()) + list(tvm.list_models()) + (list(timm.list_models()) if timm else [])
