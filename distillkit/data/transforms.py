@@ -42,4 +42,7 @@ def timm_create_transform(**params):
     """timm's ``create_transform`` (RandAugment ``auto_augment``, Random Erasing ``re_prob``, ...), as one step."""
     from timm.data import create_transform
 
+    from .timm_compat import patch_timm_posterize
+
+    patch_timm_posterize()
     return create_transform(**params)
