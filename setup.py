@@ -8,6 +8,7 @@ setup(
     python_requires=">=3.9",
     install_requires=["torch>=2.1", "torchvision>=0.16", "pyyaml>=5.4", "einops>=0.6", "timm>=0.9",
                       "numpy", "scikit-learn>=1.0"],
-    extras_require={"test": ["pytest>=7"], "tensorboard": ["tensorboard"], "plot": ["matplotlib"]},
+    extras_require={"test": ["pytest>=7", "matplotlib", "tensorboard"], "tensorboard": ["tensorboard"],
+                    "plot": ["matplotlib"]},
     entry_points={"console_scripts": ["distillkit=distillkit.cli:main"]},
 )

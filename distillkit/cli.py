@@ -1,4 +1,4 @@
-"""``distillkit train | eval`` from the command line.
+"""``distillkit train | eval | check | modules | export | plot`` from the command line.
 
 Errors a user can cause print as one paragraph (no traceback) unless ``--debug``.
 """
@@ -35,6 +35,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(evaluate)
     evaluate.add_argument("--ckpt", default=None, help="weights to evaluate (default: the model's ckpt)")
     evaluate.add_argument("--teacher", action="store_true", help="evaluate the teacher instead of the student")
+    check = commands.add_parser("check", help="build everything and run one training step; saves nothing")
+    _add_common(check)
+    modules = commands.add_parser("modules", help="module paths and output shapes of a model, for forward_hook")
+    modules.add_argument("model", help="a model name (distillkit registry, torchvision, timm or timm:<name>)")
+    modules.add_argument("--input-size", type=int, nargs=3, default=[3, 224, 224], metavar=("C", "H", "W"))
+    modules.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                         help="a model param (repeatable), e.g. --param num_classes=10")
+    modules.add_argument("--debug", action="store_true")
+    export = commands.add_parser("export", help="the student's weights alone, for its own model class")
+    _add_common(export)
+    export.add_argument("--ckpt", required=True, help="a run checkpoint or the student's ckpt")
+    export.add_argument("--out", required=True, help="the file to write")
+    plot = commands.add_parser("plot", help="PNG plots of the loss terms and accuracies of a run directory")
+    plot.add_argument("run_dir")
+    plot.add_argument("--debug", action="store_true")
     return parser
 
 
@@ -54,6 +69,32 @@ def run(args: argparse.Namespace) -> int:
         result = evaluate_from_config(args.config, args.ckpt, args.teacher, args.overrides, args.device)
         if int(os.environ.get("RANK", "0")) == 0:
             print(f"top-1 {result['top1']:.2f}% top-5 {result['top5']:.2f}% on {result['count']} images")
+        return 0
+    if args.command == "check":
+        from .tools.check import check_config
+
+        print(check_config(args.config, args.overrides, args.device))
+        return 0
+    if args.command == "modules":
+        from .config.overrides import parse_override
+        from .tools.modules import module_table
+
+        params = {}
+        for text in args.param:
+            parts, value = parse_override(text)
+            params[".".join(parts)] = value
+        print(module_table(args.model, args.input_size, params))
+        return 0
+    if args.command == "export":
+        from .tools.export import export_student
+
+        print(export_student(args.config, args.ckpt, args.out, args.overrides))
+        return 0
+    if args.command == "plot":
+        from .tools.plot import plot_run
+
+        for path in plot_run(args.run_dir):
+            print(f"wrote {path}")
         return 0
     return 2
 

@@ -24,7 +24,8 @@ import torch
 from ..models.checkpoint import save_atomic
 from .distributed import all_reduce_sum, explain_ddp_error
 from .evaluate import evaluate
-from .logs import MetricsLog
+from .logs import MetricsLog, TensorBoardLog
+from .progress import ProgressBar
 
 logger = logging.getLogger("distillkit")
 
@@ -39,6 +40,7 @@ class Trainer:
         self.run_best = float("-inf")
         self.scaler = experiment.amp.grad_scaler()
         self.metrics = MetricsLog(os.path.join(run_dir, "metrics.jsonl"), self.ctx.is_main) if run_dir else None
+        self.tensorboard = TensorBoardLog(run_dir, self.ctx.is_main) if run_dir else None
         if run_dir and self.ctx.is_main:
             os.makedirs(os.path.join(run_dir, "checkpoints"), exist_ok=True)
 
@@ -80,6 +82,7 @@ class Trainer:
             sampler.set_epoch(epoch)
         sums: Dict[str, torch.Tensor] = {}
         seen, start, steps = 0, time.perf_counter(), len(exp.train_loader)
+        progress = ProgressBar(steps, f"epoch {epoch}", enabled=self.ctx.is_main)
         for step, (images, targets) in enumerate(exp.train_loader):
             images = images.to(self.ctx.device, non_blocking=True)
             targets = targets.to(self.ctx.device, non_blocking=True)
@@ -95,9 +98,11 @@ class Trainer:
             for key, value in values.items():
                 sums[key] = sums.get(key, 0) + value * images.shape[0]
             seen += images.shape[0]
+            progress.update(step + 1, seen, sums["loss"])
             if exp.log_freq and (step + 1) % exp.log_freq == 0:
                 logger.info("epoch %d step %d/%d loss %.4f lr %.3g", epoch, step + 1, steps,
                             (sums["loss"] / seen).item(), self.lr)
+        progress.close()
         seconds = time.perf_counter() - start
         keys = sorted(sums)
         totals = all_reduce_sum(torch.stack([sums[k].float() for k in keys] + [torch.tensor(
@@ -182,7 +187,10 @@ class Trainer:
                     exp.scheduler.step()
             if self.metrics:
                 self.metrics.write(row)
+                self.tensorboard.write(row)
             logger.info("epoch %d: " + ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch"), epoch)
+        if self.tensorboard:
+            self.tensorboard.close()
         if best_state is not None:
             exp.student.load_state_dict(best_state)
         return self.test()

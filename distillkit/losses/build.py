@@ -17,6 +17,7 @@ from ..registry import LOSSES
 from ..utils import call_with_params
 from .composite import GeneralizedCustomLoss
 from .features import select_features
+from .tat import ShapeMismatchError
 
 
 class OrgTermAdapter(nn.Module):
@@ -47,9 +48,23 @@ class IOTermAdapter(nn.Module):
         return select_features(teacher_io if teacher else student_io, spec["module_path"], spec.get("io", "output"),
                                "teacher" if teacher else "student", reader="a torch.nn loss term")
 
+    @staticmethod
+    def _describe(spec):
+        if spec.get("uses_label"):
+            return "the labels"
+        side = "teacher" if spec.get("is_from_teacher") else "student"
+        return f"the {side}'s {spec.get('io', 'output')} of {spec['module_path']!r}"
+
     def forward(self, student_io, teacher_io, targets):
-        return self.loss(self._read(self.input_spec, student_io, teacher_io, targets),
-                         self._read(self.target_spec, student_io, teacher_io, targets))
+        first = self._read(self.input_spec, student_io, teacher_io, targets)
+        second = self._read(self.target_spec, student_io, teacher_io, targets)
+        if not self.target_spec.get("uses_label") and hasattr(first, "shape") and hasattr(second, "shape") \
+                and first.shape != second.shape:
+            raise ShapeMismatchError(f"{type(self.loss).__name__} compares {self._describe(self.input_spec)}, shape "
+                                     f"{tuple(first.shape)}, with {self._describe(self.target_spec)}, shape "
+                                     f"{tuple(second.shape)}: hook layers of matching shapes, or add a special module "
+                                     f"that projects one onto the other.")
+        return self.loss(first, second)
 
 
 def build_term(block: dict, key_path: str, org: bool) -> nn.Module:

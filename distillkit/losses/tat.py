@@ -49,7 +49,8 @@ def target_aware_attention(q, k, v, heads: int):
 def iter_pairs(feature_pairs: dict, student_io, teacher_io, heads: int, loss_name: str):
     """Yield ``(factor, q, k, v, t)`` per feature pair, shapes checked."""
     for name, pair in feature_pairs.items():
-        where = f"{loss_name} pair {name!r}"
+        where = (f"{loss_name} pair {name!r} (student paths {pair['student']['path']}, "
+                 f"teacher paths {pair['teacher']['path']})")
         (q, v), (t, k) = read_pair(student_io, teacher_io, pair, where)
         check_qkvt(q, k, v, t, heads, where)
         yield float(pair.get("factor", 1)), q, k, v, t

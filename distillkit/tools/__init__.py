@@ -1,0 +1,1 @@
+"""Command-line tools beside training: check, modules, export, plot."""

@@ -1,0 +1,56 @@
+"""``distillkit check CONFIG``: build everything, run one training step on one batch, report, save nothing."""
+from __future__ import annotations
+
+from typing import List
+
+import torch
+
+from ..config import load_config
+from ..engine.distributed import setup_distributed
+from ..experiment import build_experiment
+
+
+def _rows(side: str, io_dict: dict) -> List[tuple]:
+    rows = []
+    for path, slot in io_dict.items():
+        for io, value in slot.items():
+            for index, tensor in enumerate(value if isinstance(value, (list, tuple)) else [value]):
+                name = path if not isinstance(value, (list, tuple)) else f"{path}[{index}]"
+                if isinstance(tensor, torch.Tensor):
+                    rows.append((side, name, io, str(tuple(tensor.shape)), str(tensor.dtype).replace("torch.", "")))
+    return rows
+
+
+def format_table(rows, header) -> str:
+    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)) for row in [header] + rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def check_config(config_path: str, overrides=(), device: str = None) -> str:
+    """The report of one training step; raises the guided error of whatever fails."""
+    ctx = setup_distributed(device)
+    config = load_config(config_path, overrides)
+    experiment = build_experiment(config, ctx, for_training=True)
+    images, targets = next(iter(experiment.train_loader))
+    images, targets = images.to(ctx.device), targets.to(ctx.device)
+    if experiment.mixup is not None:
+        images, targets = experiment.mixup(images, targets)
+    experiment.student_module.train()
+    teacher_out, teacher_io = (experiment.teacher_module(images) if experiment.teacher_module is not None
+                               else (None, {}))
+    student_out, student_io = experiment.student_module(images)
+    loss, terms = experiment.criterion(student_out, teacher_out, student_io, teacher_io, targets)
+    if not torch.isfinite(loss):
+        raise ValueError(f"the loss of the first batch is {loss.item()}: check the data and the loss terms.")
+    experiment.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    experiment.optimizer.step()
+    rows = _rows("teacher", teacher_io) + _rows("student", student_io)
+    report = [f"config {config_path}: one training step on a batch of {images.shape[0]} images, nothing saved.",
+              format_table(rows, ("side", "path", "io", "shape", "dtype")) if rows else "(no hooked tensors)",
+              format_table([(name, f"{value.item():.6g}") for name, value in terms.items()] +
+                           [("total", f"{loss.item():.6g}")], ("loss term", "value (weighted)")),
+              "check passed."]
+    return "\n\n".join(report)
