@@ -29,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--run-dir", default=None, help="where logs, metrics and checkpoints go "
                                                        "(default: runs/<experiment>-<time>)")
     train.add_argument("--log", default=None, help="an extra text log file")
+    train.add_argument("--resume", nargs="?", const="latest", default=None, metavar="PATH",
+                       help="continue a run: its latest checkpoint (with --run-dir), or the checkpoint PATH")
     train.add_argument("--adjust-lr", action="store_true", default=None,
                        help="scale the learning rate by the world size")
     evaluate = commands.add_parser("eval", help="top-1/top-5 on the test loader")
@@ -58,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         from .engine.run import train_from_config
 
         results = train_from_config(args.config, args.overrides, args.device, args.seed, args.run_dir,
-                                    args.debug, args.log, args.adjust_lr)
+                                    args.debug, args.log, args.adjust_lr, resume=args.resume)
         student = results.get("student") or {}
         if student and int(os.environ.get("RANK", "0")) == 0:
             print(f"student test top-1 {student['top1']:.2f}% top-5 {student['top5']:.2f}%")

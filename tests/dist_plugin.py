@@ -42,3 +42,17 @@ class _WithUnusedHead(nn.Module):
 @register_model
 def tiny_convnet_unused_head(num_classes: int = 4):
     return _WithUnusedHead(num_classes)
+
+
+@register_loss
+class NanOnThirdCall(nn.Module):
+    """Cross-entropy, but NaN on its third call (global step 3)."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, student_output, teacher_output, targets):
+        self.calls += 1
+        loss = nn.functional.cross_entropy(student_output, targets)
+        return loss * float("nan") if self.calls == 3 else loss

@@ -39,7 +39,8 @@ TRAIN = {"log_freq": ("int", False), "num_epochs": ("int", True), "train_data_lo
          "val_data_loader": (LOADER, False), "teacher": (SIDE, False), "student": (SIDE, False),
          "optimizer": (TYPED, True), "scheduler": (SCHEDULER, False), "criterion": (CRITERION, True),
          "apex": ("mapping", False), "amp": ("mapping", False), "clip_grad_norm": ("number", False),
-         "adjust_lr": ("bool", False), "mixup": ("mapping", False), "model_ema": ("mapping", False)}
+         "adjust_lr": ("bool", False), "mixup": ("mapping", False), "model_ema": ("mapping", False),
+         "keep_last_checkpoints": ("int", False), "skip_nonfinite": ("int", False)}
 TOP = {"datasets": ("mapping", True), "models": ("mapping", True), "train": (TRAIN, True),
        "test": ({"test_data_loader": (LOADER, False)}, False), "imports": ("list", False)}
 

@@ -47,6 +47,23 @@ class MetricsLog:
             handle.flush()
             os.fsync(handle.fileno())
 
+    def keep_epochs_up_to(self, last_epoch: int) -> None:
+        """Drop rows of epochs after ``last_epoch`` (written before a crash that lost their checkpoint)."""
+        _keep_rows(self.path, last_epoch)
+
+
+def _keep_rows(path: str, last_epoch: int) -> None:
+    if not os.path.isfile(path):
+        return
+    with open(path, encoding="utf-8") as handle:
+        rows = [line for line in handle if line.strip() and json.loads(line).get("epoch", -1) <= last_epoch]
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.writelines(rows)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
 
 class TensorBoardLog:
     """Epoch scalars to ``run_dir/tensorboard`` when tensorboard is installed (main rank only); else nothing."""

@@ -50,8 +50,12 @@ def prepare_run_dir(run_dir: str) -> None:
 def train_from_config(config_path: str, overrides: Iterable[str] = (), device: Optional[str] = None,
                       seed: int = 0, run_dir: Optional[str] = None, debug: bool = False,
                       log_file: Optional[str] = None, adjust_lr: Optional[bool] = None, test_only: bool = False,
-                      student_only: bool = False, start_epoch: int = 0) -> Dict[str, float]:
-    """Load, build, train (unless ``test_only``) and test; returns the final test metrics."""
+                      student_only: bool = False, start_epoch: int = 0,
+                      resume: Optional[str] = None) -> Dict[str, float]:
+    """Load, build, train (unless ``test_only``) and test; returns the final test metrics.
+
+    ``resume``: ``'latest'`` (``run_dir/checkpoints/last.pt``) or a checkpoint path, whose run directory
+    (``<run_dir>/checkpoints/<file>``) is reused unless ``run_dir`` is given."""
     ctx = setup_distributed(device)
     try:
         setup_logging(log_file, ctx.is_main, debug)
@@ -68,9 +72,13 @@ def train_from_config(config_path: str, overrides: Iterable[str] = (), device: O
             trainer = Trainer(experiment)
             results["student"] = trainer.test()
         else:
+            resume_path = None
+            if resume:
+                run_dir, resume_path = resolve_resume(resume, run_dir)
             run_dir = run_dir or default_run_dir(config, name)
             if ctx.is_main:
-                prepare_run_dir(run_dir)
+                if resume_path is None:
+                    prepare_run_dir(run_dir)
                 logger.addHandler(_file_handler(os.path.join(run_dir, "train.log")))
                 with open(os.path.join(run_dir, "config.yaml"), "w", encoding="utf-8") as handle:
                     yaml.dump(dict(config), handle, Dumper=_ConfigDumper, sort_keys=False)
@@ -79,6 +87,8 @@ def train_from_config(config_path: str, overrides: Iterable[str] = (), device: O
             from .trainer import Trainer
 
             trainer = Trainer(experiment, run_dir=run_dir, start_epoch=start_epoch)
+            if resume_path:
+                trainer.resume(resume_path)
             results["student"] = trainer.fit()
         if experiment.teacher is not None and not student_only and experiment.test_loader is not None:
             results["teacher"] = trainer.evaluate(experiment.test_loader, side="teacher")
@@ -87,6 +97,20 @@ def train_from_config(config_path: str, overrides: Iterable[str] = (), device: O
         return results
     finally:
         cleanup()
+
+
+def resolve_resume(resume: str, run_dir: Optional[str]):
+    """``(run_dir, checkpoint path)`` for ``--resume`` (``'latest'`` or a path)."""
+    if resume == "latest":
+        if not run_dir:
+            raise DistillkitError("--resume without a path needs --run-dir: the run directory to continue.")
+        path = os.path.join(run_dir, "checkpoints", "last.pt")
+        if not os.path.isfile(path):
+            raise DistillkitError(f"--resume: {run_dir!r} holds no checkpoints/last.pt; nothing to resume.")
+        return run_dir, path
+    if not os.path.isfile(resume):
+        raise DistillkitError(f"--resume: checkpoint {resume!r} does not exist.")
+    return run_dir or os.path.dirname(os.path.dirname(os.path.abspath(resume))), resume
 
 
 def _file_handler(path: str) -> logging.Handler:

@@ -21,7 +21,9 @@ from typing import Dict, Optional
 
 import torch
 
-from ..models.checkpoint import save_atomic
+from ..errors import DistillkitError
+from ..models.checkpoint import load_checkpoint, save_atomic
+from .checkpoint import RunCheckpoints, restore_rng_state, rng_state
 from .distributed import all_reduce_sum, explain_ddp_error
 from .evaluate import evaluate
 from .logs import MetricsLog, TensorBoardLog
@@ -41,6 +43,10 @@ class Trainer:
         self.scaler = experiment.amp.grad_scaler()
         self.metrics = MetricsLog(os.path.join(run_dir, "metrics.jsonl"), self.ctx.is_main) if run_dir else None
         self.tensorboard = TensorBoardLog(run_dir, self.ctx.is_main) if run_dir else None
+        train = experiment.config.get("train") or {}
+        self.checkpoints = RunCheckpoints(run_dir, train.get("keep_last_checkpoints", 2)) if run_dir else None
+        self.skip_nonfinite = int(train.get("skip_nonfinite") or 0)
+        self.skipped = 0
         if run_dir and self.ctx.is_main:
             os.makedirs(os.path.join(run_dir, "checkpoints"), exist_ok=True)
 
@@ -52,6 +58,14 @@ class Trainer:
             student_out, student_io = exp.student_module(images)
             loss, terms = exp.criterion(student_out, teacher_out, student_io, teacher_io, targets)
         exp.optimizer.zero_grad(set_to_none=True)
+        if self.skip_nonfinite and not bool(torch.isfinite(loss)):  # a host sync, only when skipping is on
+            self.skipped += 1
+            message = self.nonfinite_message(terms, self.global_step + 1)
+            if self.skipped > self.skip_nonfinite:
+                raise DistillkitError(message + f" {self.skipped - 1} such steps were skipped already "
+                                                f"(train.skip_nonfinite: {self.skip_nonfinite}).")
+            logger.warning("skipping step: %s (%d of at most %d)", message, self.skipped, self.skip_nonfinite)
+            return None
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
             self.scaler.unscale_(exp.optimizer)
@@ -72,6 +86,20 @@ class Trainer:
             exp.scheduler.step()
         return {"loss": loss.detach(), **{f"loss/{k}": v.detach().float() for k, v in terms.items()}}
 
+    @staticmethod
+    def nonfinite_message(terms: Dict[str, torch.Tensor], step: int) -> str:
+        bad = [f"{name} = {value.item()}" for name, value in terms.items() if not bool(torch.isfinite(value))]
+        return (f"the loss became non-finite at global step {step}: {', '.join(bad) or 'the total'}. Lower the "
+                f"learning rate, check the data, or set train.skip_nonfinite: N to skip up to N such steps.")
+
+    def check_finite(self, sums: Dict[str, torch.Tensor], steps_done: int) -> None:
+        """Stop with the name of the non-finite term (the running sums turn NaN/inf with it)."""
+        if not bool(torch.isfinite(sums["loss"])):
+            terms = {k[len("loss/"):]: v for k, v in sums.items() if k.startswith("loss/")}
+            raise DistillkitError(self.nonfinite_message(terms, self.first_step_of_window) +
+                                  f" (first seen within the {steps_done} steps up to global step "
+                                  f"{self.global_step}; the last checkpoint is untouched.)")
+
     def train_one_epoch(self, epoch: int) -> Dict[str, float]:
         exp = self.exp
         exp.student_module.train()
@@ -81,6 +109,7 @@ class Trainer:
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
         sums: Dict[str, torch.Tensor] = {}
+        self.first_step_of_window = self.global_step + 1
         seen, start, steps = 0, time.perf_counter(), len(exp.train_loader)
         progress = ProgressBar(steps, f"epoch {epoch}", enabled=self.ctx.is_main)
         for step, (images, targets) in enumerate(exp.train_loader):
@@ -95,14 +124,19 @@ class Trainer:
                 if explained is None:
                     raise
                 raise explained from exc
+            if values is None:  # a skipped non-finite step
+                continue
             for key, value in values.items():
                 sums[key] = sums.get(key, 0) + value * images.shape[0]
             seen += images.shape[0]
             progress.update(step + 1, seen, sums["loss"])
             if exp.log_freq and (step + 1) % exp.log_freq == 0:
+                self.check_finite(sums, step + 1)
                 logger.info("epoch %d step %d/%d loss %.4f lr %.3g", epoch, step + 1, steps,
                             (sums["loss"] / seen).item(), self.lr)
         progress.close()
+        if sums:
+            self.check_finite(sums, steps)
         seconds = time.perf_counter() - start
         keys = sorted(sums)
         totals = all_reduce_sum(torch.stack([sums[k].float() for k in keys] + [torch.tensor(
@@ -131,7 +165,7 @@ class Trainer:
         exp = self.exp
         state = {"model": exp.student.model.state_dict(), "student_side": exp.student.state_dict(),
                  "optimizer": exp.optimizer.state_dict(), "epoch": epoch, "global_step": self.global_step,
-                 "best_top1": self.run_best}
+                 "best_top1": self.run_best, "rng": rng_state(exp.train_loader), "skipped_steps": self.skipped}
         if exp.scheduler is not None:
             state["scheduler"] = exp.scheduler.state_dict()
         if self.scaler is not None:
@@ -145,11 +179,8 @@ class Trainer:
     def save(self, epoch: int, is_best: bool, top1: float) -> None:
         if not self.ctx.is_main:
             return
-        if self.run_dir:
-            state = self.state(epoch)
-            save_atomic(state, os.path.join(self.run_dir, "checkpoints", "last.pt"))
-            if is_best:
-                save_atomic(state, os.path.join(self.run_dir, "checkpoints", "best.pt"))
+        if self.checkpoints is not None:
+            self.checkpoints.save(self.state(epoch), epoch, is_best)
         if is_best and self.exp.student_ckpt and top1 > self.exp.best_value:
             save_atomic({"model": self.exp.student.model.state_dict(), "best_value": top1, "epoch": epoch},
                         self.exp.student_ckpt)
@@ -177,7 +208,6 @@ class Trainer:
             if is_best:
                 self.run_best = metric
                 best_state = {k: v.detach().clone() for k, v in exp.student.state_dict().items()}
-            self.save(epoch, is_best, metric)
             if exp.scheduler is not None and exp.scheduling_step <= 0:
                 if isinstance(exp.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                     exp.scheduler.step(metric)
@@ -185,15 +215,47 @@ class Trainer:
                     exp.scheduler.step(epoch + 1)
                 else:
                     exp.scheduler.step()
-            if self.metrics:
+            if self.metrics:  # the row first: a resumed run drops rows past its checkpoint
                 self.metrics.write(row)
                 self.tensorboard.write(row)
+            self.save(epoch, is_best, metric)  # the end-of-epoch state, scheduler stepped
             logger.info("epoch %d: " + ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch"), epoch)
         if self.tensorboard:
             self.tensorboard.close()
         if best_state is not None:
             exp.student.load_state_dict(best_state)
+        elif self.checkpoints is not None and os.path.isfile(os.path.join(self.checkpoints.directory, "best.pt")):
+            best = load_checkpoint(os.path.join(self.checkpoints.directory, "best.pt"), "best checkpoint")
+            exp.student.load_state_dict(best["student_side"])
         return self.test()
+
+    def resume(self, path: str) -> None:
+        """Restore everything a run checkpoint holds; training continues with the next epoch."""
+        exp = self.exp
+        state = load_checkpoint(path, "resume checkpoint")
+        missing = [k for k in ("student_side", "optimizer", "epoch", "rng") if k not in state]
+        if missing:
+            raise DistillkitError(f"resume checkpoint {path!r} is not a distillkit run checkpoint "
+                                  f"(no {', '.join(missing)}); give a checkpoints/last.pt or epoch_NNNN.pt file.")
+        exp.student.load_state_dict(state["student_side"])
+        if "teacher_side" in state and exp.teacher is not None:
+            exp.teacher.load_state_dict(state["teacher_side"])
+        exp.optimizer.load_state_dict(state["optimizer"])
+        if exp.scheduler is not None and "scheduler" in state:
+            exp.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler is not None and "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])
+        if exp.ema is not None and "model_ema" in state:
+            exp.ema.module.load_state_dict(state["model_ema"])
+        self.start_epoch = int(state["epoch"]) + 1
+        self.global_step = int(state["global_step"])
+        self.run_best = float(state["best_top1"])
+        self.skipped = int(state.get("skipped_steps", 0))
+        restore_rng_state(state["rng"], exp.train_loader)
+        if self.metrics and self.metrics.enabled:
+            self.metrics.keep_epochs_up_to(int(state["epoch"]))
+        logger.info("resumed from %s: epoch %d done, global step %d, best top-1 %.2f", path, state["epoch"],
+                    self.global_step, self.run_best)
 
     def test(self) -> Dict[str, float]:
         """Top-1/top-5 of the student on the test loader (else the validation loader)."""

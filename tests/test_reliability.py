@@ -1,0 +1,123 @@
+"""Exact resume after SIGKILL, checkpoints that survive a kill mid-save, and non-finite losses."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from distillkit.cli import main
+from distillkit.engine.checkpoint import RunCheckpoints
+from distillkit.errors import DistillkitError
+from tests.test_end_to_end import DIGITS
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+AUGMENTED = DIGITS.replace("transform_params: [{type: 'ToTensor', params: }]",
+                           "transform_params: [{type: 'RandomAffine', params: {degrees: 15}}, {type: 'ToTensor'}]") \
+    .replace("num_epochs: 2", "num_epochs: 4").replace("ckpt: 'student.pt'", "ckpt: ")
+
+
+def cli(*args, cwd):
+    env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
+    return subprocess.Popen([sys.executable, "-m", "distillkit.cli", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_sigkill_then_resume_is_bitwise_identical(in_tmp, write_yaml):
+    config = write_yaml(AUGMENTED)
+    straight = cli("train", config, "--run-dir", "straight", "--device", "cpu", cwd=in_tmp)
+    killed = cli("train", config, "--run-dir", "killed", "--device", "cpu", cwd=in_tmp)
+    deadline = time.time() + 240
+    while not os.path.exists(in_tmp / "killed" / "checkpoints" / "epoch_0001.pt") and time.time() < deadline:
+        time.sleep(0.05)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert killed.returncode == -signal.SIGKILL
+    assert straight.wait(timeout=300) == 0
+    resumed = cli("train", config, "--run-dir", "killed", "--resume", "--device", "cpu", cwd=in_tmp)
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err[-3000:]
+    assert "resumed from" in out
+    a = torch.load(in_tmp / "straight" / "checkpoints" / "last.pt", weights_only=True)
+    b = torch.load(in_tmp / "killed" / "checkpoints" / "last.pt", weights_only=True)
+    assert a["epoch"] == b["epoch"] == 3 and a["global_step"] == b["global_step"]
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    rows = [json.loads(line) for line in open(in_tmp / "killed" / "metrics.jsonl")]
+    assert [r["epoch"] for r in rows] == [0, 1, 2, 3]
+    straight_rows = [json.loads(line) for line in open(in_tmp / "straight" / "metrics.jsonl")]
+    assert [r["loss"] for r in rows] == [r["loss"] for r in straight_rows]
+
+
+SAVER = """
+import sys, torch
+from distillkit.engine.checkpoint import RunCheckpoints
+checkpoints = RunCheckpoints(sys.argv[1], keep_last=2)
+for epoch in range(10_000):
+    checkpoints.save({"epoch": epoch, "weights": torch.full((8_000_000,), float(epoch))}, epoch, is_best=True)
+    print(epoch, flush=True)
+"""
+
+
+def test_sigkill_during_saves_leaves_loadable_checkpoints(tmp_path):
+    env = dict(os.environ, PYTHONPATH=REPO)
+    for delay in (0.05, 0.23, 0.41):
+        run_dir = tmp_path / f"run{delay}"
+        saver = subprocess.Popen([sys.executable, "-c", SAVER, str(run_dir)], env=env, stdout=subprocess.PIPE, text=True)
+        saver.stdout.readline()  # one checkpoint is complete
+        time.sleep(delay)  # then kill it wherever it is: often in the middle of a 32 MB write
+        saver.send_signal(signal.SIGKILL)
+        saver.wait()
+        for name in ("last.pt", "best.pt"):
+            state = torch.load(run_dir / "checkpoints" / name, weights_only=True)
+            assert torch.equal(state["weights"], torch.full((8_000_000,), float(state["epoch"])))
+
+
+def test_failed_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    checkpoints = RunCheckpoints(str(tmp_path), keep_last=1)
+    checkpoints.save({"epoch": 0}, 0, is_best=True)
+
+    def broken_save(obj, stream):
+        stream.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError):
+        checkpoints.save({"epoch": 1}, 1, is_best=True)
+    monkeypatch.undo()
+    assert torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True) == {"epoch": 0}
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["best.pt", "epoch_0000.pt", "last.pt"]
+
+
+def test_keep_last_n_plus_best(tmp_path):
+    checkpoints = RunCheckpoints(str(tmp_path), keep_last=2)
+    for epoch in range(5):
+        checkpoints.save({"epoch": epoch}, epoch, is_best=epoch == 1)
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["best.pt", "epoch_0003.pt", "epoch_0004.pt", "last.pt"]
+    assert torch.load(tmp_path / "checkpoints" / "best.pt", weights_only=True) == {"epoch": 1}
+
+
+NAN = "imports: ['tests.dist_plugin']\n" + DIGITS.replace("type: 'CrossEntropyLoss', params: {}", "type: 'NanOnThirdCall'") \
+    .replace("batch_size: 64", "batch_size: 300").replace("ckpt: 'student.pt'", "ckpt: ")
+
+
+def test_nonfinite_loss_stops_naming_term_and_step(in_tmp, write_yaml, capsys, monkeypatch):
+    monkeypatch.syspath_prepend(REPO)
+    assert main(["train", write_yaml(NAN), "--run-dir", "run", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "non-finite at global step" in err and "org = nan" in err and "up to global step 3" in err
+    assert not os.path.exists("run/checkpoints/last.pt")  # nothing half-good was saved
+
+
+def test_skip_nonfinite_skips_and_logs(in_tmp, write_yaml, capsys, monkeypatch):
+    monkeypatch.syspath_prepend(REPO)
+    assert main(["train", write_yaml(NAN), "--run-dir", "run", "--device", "cpu",
+                 "--set", "train.skip_nonfinite=1"]) == 0
+    out = capsys.readouterr().out
+    assert "skipping step: the loss became non-finite at global step 3: org = nan" in out
+    state = torch.load("run/checkpoints/last.pt", weights_only=True)
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    assert state["skipped_steps"] == 1 and state["global_step"] == 2 * 3 - 1  # 2 epochs x 3 batches (899 / 300)
