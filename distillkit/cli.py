@@ -61,6 +61,11 @@ def run(args: argparse.Namespace) -> int:
 
         results = train_from_config(args.config, args.overrides, args.device, args.seed, args.run_dir,
                                     args.debug, args.log, args.adjust_lr, resume=args.resume)
+        if results.get("preempted"):
+            if int(os.environ.get("RANK", "0")) == 0:
+                print(f"preempted: a resumable checkpoint is in {results['run_dir']}/checkpoints; continue with "
+                      f"distillkit train {args.config} --run-dir {results['run_dir']} --resume")
+            return 0
         student = results.get("student") or {}
         if student and int(os.environ.get("RANK", "0")) == 0:
             print(f"student test top-1 {student['top1']:.2f}% top-5 {student['top5']:.2f}%")

@@ -113,3 +113,27 @@ def test_unused_parameters_error_points_at_the_config_key(tmp_path):
     fixed = torchrun(2, "train", "unused.yaml", "--run-dir", "b", "--device", "cpu", "--set",
                      "train.student.find_unused_parameters=true", "--set", "train.num_epochs=1", cwd=tmp_path)
     assert fixed.returncode == 0, fixed.stderr[-3000:]
+
+
+def test_sigterm_to_one_rank_stops_every_rank_at_the_same_step(tmp_path):
+    import signal
+    import time
+
+    config = str(tmp_path / "long.yaml")
+    with open(config, "w") as handle:
+        handle.write(open(write_config(tmp_path, 2)).read().replace("num_epochs: 2", "num_epochs: 50"))
+    env = dict(os.environ, PYTHONPATH=REPO, CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1", DISTILLKIT_DIST_TIMEOUT="60")
+    job = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                            "-m", "distillkit.cli", "train", config, "--run-dir", "run", "--device", "cpu"],
+                           cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not os.path.exists(tmp_path / "run" / "checkpoints" / "epoch_0001.pt") and time.time() < deadline:
+        time.sleep(0.05)
+    workers = subprocess.run(["pgrep", "-P", str(job.pid)], capture_output=True, text=True).stdout.split()
+    assert len(workers) == 2
+    os.kill(int(workers[1]), signal.SIGTERM)  # one worker only: the other must agree to stop with it
+    out, err = job.communicate(timeout=120)
+    assert job.returncode == 0, err[-3000:]
+    assert out.count("preempted: a resumable checkpoint") == 1
+    saved = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
+    assert "step_in_epoch" in saved and saved["epoch_in_progress"] >= 2

@@ -121,3 +121,35 @@ def test_skip_nonfinite_skips_and_logs(in_tmp, write_yaml, capsys, monkeypatch):
     state = torch.load("run/checkpoints/last.pt", weights_only=True)
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
     assert state["skipped_steps"] == 1 and state["global_step"] == 2 * 3 - 1  # 2 epochs x 3 batches (899 / 300)
+
+
+SLOW = AUGMENTED.replace("batch_size: 64", "batch_size: 16").replace("num_epochs: 4", "num_epochs: 2")
+
+
+def test_sigterm_saves_mid_epoch_and_resume_is_bitwise_identical(in_tmp, write_yaml):
+    config = write_yaml(SLOW)
+    straight = cli("train", config, "--run-dir", "straight", "--device", "cpu", cwd=in_tmp)
+    stopped = cli("train", config, "--run-dir", "stopped", "--device", "cpu", cwd=in_tmp)
+    deadline = time.time() + 240
+    while not os.path.exists(in_tmp / "stopped" / "checkpoints" / "epoch_0000.pt") and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # inside epoch 1 (57 batches of 16)
+    stopped.send_signal(signal.SIGTERM)
+    out, err = stopped.communicate(timeout=120)
+    assert stopped.returncode == 0, err[-3000:]
+    assert "preempted: a resumable checkpoint" in out
+    saved = torch.load(in_tmp / "stopped" / "checkpoints" / "last.pt", weights_only=True)
+    assert saved["epoch_in_progress"] == 1 and 0 < saved["step_in_epoch"] < 57
+    resumed = cli("train", config, "--run-dir", "stopped", "--resume", "--device", "cpu", cwd=in_tmp)
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err[-3000:]
+    assert straight.wait(timeout=300) == 0
+    a = torch.load(in_tmp / "straight" / "checkpoints" / "last.pt", weights_only=True)
+    b = torch.load(in_tmp / "stopped" / "checkpoints" / "last.pt", weights_only=True)
+    assert a["global_step"] == b["global_step"] == 2 * 57
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    rows = [json.loads(line) for line in open(in_tmp / "stopped" / "metrics.jsonl")]
+    straight_rows = [json.loads(line) for line in open(in_tmp / "straight" / "metrics.jsonl")]
+    assert [r["epoch"] for r in rows] == [0, 1]
+    assert rows[1]["loss"] == pytest.approx(straight_rows[1]["loss"], rel=1e-12)

@@ -37,6 +37,35 @@ class ShardSampler(Sampler):
         return max(0, math.ceil((self.length - self.rank) / self.world_size))
 
 
+class ResumableSampler(Sampler):
+    """Wraps the training sampler; ``skip_next(n)`` drops the first n indices of the next pass only, so an
+    epoch interrupted after k batches resumes with batch k + 1 without loading the skipped samples."""
+
+    def __init__(self, sampler):
+        self.sampler = sampler
+        self.skip = 0
+
+    @property
+    def generator(self):
+        return getattr(self.sampler, "generator", None)
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
+
+    def skip_next(self, count: int) -> None:
+        self.skip = int(count)
+
+    def __iter__(self):
+        skip, self.skip = self.skip, 0
+        for position, index in enumerate(self.sampler):
+            if position >= skip:
+                yield index
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+
 def build_loader(block: dict, datasets: Dict[str, object], key_path: str, *, training: bool,
                  rank: int = 0, world_size: int = 1, seed: int = 0, pin_memory: Optional[bool] = None):
     """A DataLoader for one loader block; ``training`` selects shuffling and the sampler kind."""
@@ -62,6 +91,8 @@ def build_loader(block: dict, datasets: Dict[str, object], key_path: str, *, tra
         sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
     else:
         sampler = SequentialSampler(dataset)
+    if training:
+        sampler = ResumableSampler(sampler)
     num_workers = int(block.get("num_workers") or 0)
     options = {}
     if num_workers > 0:

@@ -36,9 +36,11 @@ class RunCheckpoints:
         self.directory = os.path.join(run_dir, "checkpoints")
         self.keep_last = max(1, int(keep_last))
 
-    def save(self, state: dict, epoch: int, is_best: bool) -> str:
+    def save(self, state: dict, epoch: int, is_best: bool, step: Optional[int] = None) -> str:
+        """``epoch_NNNN.pt`` after a whole epoch; ``epoch_NNNN_step_SSSSSS.pt`` when stopped inside epoch NNNN."""
         os.makedirs(self.directory, exist_ok=True)
-        path = os.path.join(self.directory, f"epoch_{epoch:04d}.pt")
+        name = f"epoch_{epoch:04d}.pt" if step is None else f"epoch_{epoch:04d}_step_{step:06d}.pt"
+        path = os.path.join(self.directory, name)
         save_atomic(state, path)
         _link_atomic(path, os.path.join(self.directory, "last.pt"))
         if is_best:
@@ -69,6 +71,7 @@ def rng_state(train_loader=None) -> dict:
 
 
 def restore_rng_state(state: dict, train_loader=None) -> None:
+    """Restore the generators of :func:`rng_state` (the sampler's only when ``train_loader`` is given)."""
     random.setstate((state["python_version"], tuple(state["python"]), state["python_gauss"]))
     numpy_state = state["numpy"]
     np.random.set_state(("MT19937", numpy_state["keys"].numpy().astype(np.uint32), numpy_state["pos"],

@@ -90,6 +90,8 @@ def train_from_config(config_path: str, overrides: Iterable[str] = (), device: O
             if resume_path:
                 trainer.resume(resume_path)
             results["student"] = trainer.fit()
+            if results["student"].get("preempted"):
+                return {"preempted": True, "run_dir": run_dir}
         if experiment.teacher is not None and not student_only and experiment.test_loader is not None:
             results["teacher"] = trainer.evaluate(experiment.test_loader, side="teacher")
             logger.info("teacher test: top-1 %.2f%%, top-5 %.2f%%", results["teacher"]["top1"],

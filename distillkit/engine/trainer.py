@@ -27,6 +27,7 @@ from .checkpoint import RunCheckpoints, restore_rng_state, rng_state
 from .distributed import all_reduce_sum, explain_ddp_error
 from .evaluate import evaluate
 from .logs import MetricsLog, TensorBoardLog
+from .preemption import Preempted, PreemptionWatch
 from .progress import ProgressBar
 
 logger = logging.getLogger("distillkit")
@@ -47,6 +48,9 @@ class Trainer:
         self.checkpoints = RunCheckpoints(run_dir, train.get("keep_last_checkpoints", 2)) if run_dir else None
         self.skip_nonfinite = int(train.get("skip_nonfinite") or 0)
         self.skipped = 0
+        self.pending_resume = None  # set by resume() from a checkpoint taken inside an epoch
+        self.best_state = None
+        self.preemption = None
         if run_dir and self.ctx.is_main:
             os.makedirs(os.path.join(run_dir, "checkpoints"), exist_ok=True)
 
@@ -108,11 +112,23 @@ class Trainer:
         sampler = getattr(exp.train_loader, "sampler", None)
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
-        sums: Dict[str, torch.Tensor] = {}
+        generator = getattr(sampler, "generator", None)
+        pending, self.pending_resume = self.pending_resume, None
+        if pending is not None:
+            sampler.skip_next(pending["step_in_epoch"] * exp.train_loader.batch_size)
+            if generator is not None and "sampler_epoch_start" in pending:
+                generator.set_state(pending["sampler_epoch_start"])
+        epoch_start_sampler = generator.get_state() if generator is not None else None
+        sums: Dict[str, torch.Tensor] = dict(pending["partial_sums"]) if pending else {}
         self.first_step_of_window = self.global_step + 1
-        seen, start, steps = 0, time.perf_counter(), len(exp.train_loader)
+        seen, start, steps = (int(pending["partial_seen"]) if pending else 0), time.perf_counter(), \
+            len(exp.train_loader)
+        first = pending["step_in_epoch"] if pending else 0
         progress = ProgressBar(steps, f"epoch {epoch}", enabled=self.ctx.is_main)
-        for step, (images, targets) in enumerate(exp.train_loader):
+        batches = iter(exp.train_loader)
+        if pending is not None:  # after the iterator drew its seed, as the uninterrupted run did at epoch start
+            restore_rng_state(pending["rng"])
+        for step, (images, targets) in enumerate(batches, start=first):
             images = images.to(self.ctx.device, non_blocking=True)
             targets = targets.to(self.ctx.device, non_blocking=True)
             if exp.mixup is not None:
@@ -130,6 +146,10 @@ class Trainer:
                 sums[key] = sums.get(key, 0) + value * images.shape[0]
             seen += images.shape[0]
             progress.update(step + 1, seen, sums["loss"])
+            if self.preemption is not None and step + 1 < steps and self.preemption.should_stop():
+                progress.close()
+                self.save_preempted(epoch, step + 1, sums, seen, epoch_start_sampler)
+                raise Preempted(f"stopped by SIGTERM in epoch {epoch} after step {step + 1}/{steps}")
             if exp.log_freq and (step + 1) % exp.log_freq == 0:
                 self.check_finite(sums, step + 1)
                 logger.info("epoch %d step %d/%d loss %.4f lr %.3g", epoch, step + 1, steps,
@@ -176,6 +196,18 @@ class Trainer:
             state["teacher_side"] = exp.teacher.state_dict()
         return state
 
+    def save_preempted(self, epoch: int, steps_done: int, sums, seen: int, epoch_start_sampler) -> None:
+        """A checkpoint inside ``epoch``: resuming continues with step ``steps_done + 1`` of it."""
+        if not (self.ctx.is_main and self.checkpoints is not None):
+            return
+        state = self.state(epoch - 1)
+        state.update(epoch_in_progress=epoch, step_in_epoch=steps_done, partial_seen=seen,
+                     partial_sums={k: v.detach() for k, v in sums.items()})
+        if epoch_start_sampler is not None:
+            state["sampler_epoch_start"] = epoch_start_sampler
+        path = self.checkpoints.save(state, epoch, is_best=False, step=steps_done)
+        logger.info("saved a resumable checkpoint %s; continue with --resume", path)
+
     def save(self, epoch: int, is_best: bool, top1: float) -> None:
         if not self.ctx.is_main:
             return
@@ -188,10 +220,25 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> Dict[str, float]:
+        """Train the remaining epochs and test the best weights; ``{'preempted': True}`` after a SIGTERM stop."""
         exp = self.exp
-        best_state = None
         logger.info("training %s for %d epochs on %s (world size %d), lr %.4g", exp.name, exp.num_epochs,
                     self.ctx.device, self.ctx.world_size, self.lr)
+        self.preemption = PreemptionWatch(self.ctx)
+        try:
+            self.run_epochs()
+        except Preempted as stop:
+            logger.warning("%s; exiting cleanly.", stop)
+            return {"preempted": True}
+        finally:
+            self.preemption.close()
+            if self.tensorboard:
+                self.tensorboard.close()
+        return self.finish()
+
+    def run_epochs(self) -> None:
+        exp = self.exp
+        self.best_state = None
         for epoch in range(self.start_epoch, exp.num_epochs):
             row = {"epoch": epoch, "lr": self.lr}
             row.update(self.train_one_epoch(epoch))
@@ -207,7 +254,7 @@ class Trainer:
             is_best = metric > self.run_best
             if is_best:
                 self.run_best = metric
-                best_state = {k: v.detach().clone() for k, v in exp.student.state_dict().items()}
+                self.best_state = {k: v.detach().clone() for k, v in exp.student.state_dict().items()}
             if exp.scheduler is not None and exp.scheduling_step <= 0:
                 if isinstance(exp.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                     exp.scheduler.step(metric)
@@ -220,10 +267,12 @@ class Trainer:
                 self.tensorboard.write(row)
             self.save(epoch, is_best, metric)  # the end-of-epoch state, scheduler stepped
             logger.info("epoch %d: " + ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch"), epoch)
-        if self.tensorboard:
-            self.tensorboard.close()
-        if best_state is not None:
-            exp.student.load_state_dict(best_state)
+
+    def finish(self) -> Dict[str, float]:
+        """Load the best weights of the run into the student and evaluate them on the test loader."""
+        exp = self.exp
+        if self.best_state is not None:
+            exp.student.load_state_dict(self.best_state)
         elif self.checkpoints is not None and os.path.isfile(os.path.join(self.checkpoints.directory, "best.pt")):
             best = load_checkpoint(os.path.join(self.checkpoints.directory, "best.pt"), "best checkpoint")
             exp.student.load_state_dict(best["student_side"])
@@ -248,10 +297,16 @@ class Trainer:
         if exp.ema is not None and "model_ema" in state:
             exp.ema.module.load_state_dict(state["model_ema"])
         self.start_epoch = int(state["epoch"]) + 1
+        if "step_in_epoch" in state:  # taken inside an epoch (SIGTERM): finish that epoch first
+            self.start_epoch = int(state["epoch_in_progress"])
+            self.pending_resume = {k: state[k] for k in ("step_in_epoch", "partial_sums", "partial_seen", "rng")}
+            if "sampler_epoch_start" in state:
+                self.pending_resume["sampler_epoch_start"] = state["sampler_epoch_start"]
         self.global_step = int(state["global_step"])
         self.run_best = float(state["best_top1"])
         self.skipped = int(state.get("skipped_steps", 0))
-        restore_rng_state(state["rng"], exp.train_loader)
+        if self.pending_resume is None:
+            restore_rng_state(state["rng"], exp.train_loader)
         if self.metrics and self.metrics.enabled:
             self.metrics.keep_epochs_up_to(int(state["epoch"]))
         logger.info("resumed from %s: epoch %d done, global step %d, best top-1 %.2f", path, state["epoch"],
