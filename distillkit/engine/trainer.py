@@ -64,7 +64,7 @@ class Trainer:
         exp.optimizer.zero_grad(set_to_none=True)
         if self.skip_nonfinite and not bool(torch.isfinite(loss)):  # a host sync, only when skipping is on
             self.skipped += 1
-            message = self.nonfinite_message(terms, self.global_step + 1)
+            message = self.nonfinite_message(terms, f"at global step {self.global_step + 1}")
             if self.skipped > self.skip_nonfinite:
                 raise DistillkitError(message + f" {self.skipped - 1} such steps were skipped already "
                                                 f"(train.skip_nonfinite: {self.skip_nonfinite}).")
@@ -91,18 +91,19 @@ class Trainer:
         return {"loss": loss.detach(), **{f"loss/{k}": v.detach().float() for k, v in terms.items()}}
 
     @staticmethod
-    def nonfinite_message(terms: Dict[str, torch.Tensor], step: int) -> str:
+    def nonfinite_message(terms: Dict[str, torch.Tensor], when: str) -> str:
         bad = [f"{name} = {value.item()}" for name, value in terms.items() if not bool(torch.isfinite(value))]
-        return (f"the loss became non-finite at global step {step}: {', '.join(bad) or 'the total'}. Lower the "
+        return (f"the loss became non-finite {when}: {', '.join(bad) or 'the total'}. Lower the "
                 f"learning rate, check the data, or set train.skip_nonfinite: N to skip up to N such steps.")
 
     def check_finite(self, sums: Dict[str, torch.Tensor], steps_done: int) -> None:
         """Stop with the name of the non-finite term (the running sums turn NaN/inf with it)."""
         if not bool(torch.isfinite(sums["loss"])):
             terms = {k[len("loss/"):]: v for k, v in sums.items() if k.startswith("loss/")}
-            raise DistillkitError(self.nonfinite_message(terms, self.first_step_of_window) +
-                                  f" (first seen within the {steps_done} steps up to global step "
-                                  f"{self.global_step}; the last checkpoint is untouched.)")
+            window = f"between global steps {self.first_step_of_window} and {self.global_step}"
+            raise DistillkitError(self.nonfinite_message(terms, window) + " The last checkpoint is untouched; "
+                                  "train.skip_nonfinite checks every step and names the exact one.")
+        self.first_step_of_window = self.global_step + 1
 
     def train_one_epoch(self, epoch: int) -> Dict[str, float]:
         exp = self.exp
