@@ -26,13 +26,20 @@ def cli(*args, cwd):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def start_pair(config, name, cwd, checkpoint):
+    """An uninterrupted run 'straight' and a run ``name`` started beside it; returns once ``name`` wrote
+    ``checkpoint``."""
+    straight = cli("train", config, "--run-dir", "straight", "--device", "cpu", cwd=cwd)
+    victim = cli("train", config, "--run-dir", name, "--device", "cpu", cwd=cwd)
+    deadline = time.time() + 240
+    while not os.path.exists(cwd / name / "checkpoints" / checkpoint) and time.time() < deadline:
+        time.sleep(0.05)
+    return straight, victim
+
+
 def test_sigkill_then_resume_is_bitwise_identical(in_tmp, write_yaml):
     config = write_yaml(AUGMENTED)
-    straight = cli("train", config, "--run-dir", "straight", "--device", "cpu", cwd=in_tmp)
-    killed = cli("train", config, "--run-dir", "killed", "--device", "cpu", cwd=in_tmp)
-    deadline = time.time() + 240
-    while not os.path.exists(in_tmp / "killed" / "checkpoints" / "epoch_0001.pt") and time.time() < deadline:
-        time.sleep(0.05)
+    straight, killed = start_pair(config, "killed", in_tmp, "epoch_0001.pt")
     killed.send_signal(signal.SIGKILL)
     killed.wait()
     assert killed.returncode == -signal.SIGKILL
@@ -128,11 +135,7 @@ SLOW = AUGMENTED.replace("batch_size: 64", "batch_size: 16").replace("num_epochs
 
 def test_sigterm_saves_mid_epoch_and_resume_is_bitwise_identical(in_tmp, write_yaml):
     config = write_yaml(SLOW)
-    straight = cli("train", config, "--run-dir", "straight", "--device", "cpu", cwd=in_tmp)
-    stopped = cli("train", config, "--run-dir", "stopped", "--device", "cpu", cwd=in_tmp)
-    deadline = time.time() + 240
-    while not os.path.exists(in_tmp / "stopped" / "checkpoints" / "epoch_0000.pt") and time.time() < deadline:
-        time.sleep(0.05)
+    straight, stopped = start_pair(config, "stopped", in_tmp, "epoch_0000.pt")
     time.sleep(0.5)  # inside epoch 1 (57 batches of 16)
     stopped.send_signal(signal.SIGTERM)
     out, err = stopped.communicate(timeout=120)
