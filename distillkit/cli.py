@@ -5,10 +5,10 @@ Errors a user can cause print as one paragraph (no traceback) unless ``--debug``
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import List, Optional
 
+from .engine.distributed import is_main_process
 from .errors import DistillkitError
 
 
@@ -62,19 +62,19 @@ def run(args: argparse.Namespace) -> int:
         results = train_from_config(args.config, args.overrides, args.device, args.seed, args.run_dir,
                                     args.debug, args.log, args.adjust_lr, resume=args.resume)
         if results.get("preempted"):
-            if int(os.environ.get("RANK", "0")) == 0:
+            if is_main_process():
                 print(f"preempted: a resumable checkpoint is in {results['run_dir']}/checkpoints; continue with "
                       f"distillkit train {args.config} --run-dir {results['run_dir']} --resume")
             return 0
         student = results.get("student") or {}
-        if student and int(os.environ.get("RANK", "0")) == 0:
+        if student and is_main_process():
             print(f"student test top-1 {student['top1']:.2f}% top-5 {student['top5']:.2f}%")
         return 0
     if args.command == "eval":
         from .engine.run import evaluate_from_config
 
         result = evaluate_from_config(args.config, args.ckpt, args.teacher, args.overrides, args.device)
-        if int(os.environ.get("RANK", "0")) == 0:
+        if is_main_process():
             print(f"top-1 {result['top1']:.2f}% top-5 {result['top5']:.2f}% on {result['count']} images")
         return 0
     if args.command == "check":

@@ -12,6 +12,7 @@ import os
 import sys
 
 from distillkit.cli import guarded
+from distillkit.engine.distributed import is_main_process
 from distillkit.engine.run import train_from_config
 
 
@@ -41,7 +42,7 @@ def main(args):
     results = train_from_config(args.config, args.overrides, args.device, args.seed, args.run_dir, args.debug,
                                 args.log, True if args.adjust_lr else None, args.test_only, args.student_only,
                                 args.start_epoch)
-    if args.run_dir and int(os.environ.get("RANK", "0")) == 0 and not args.test_only:
+    if args.run_dir and is_main_process() and not args.test_only:
         with open(os.path.join(args.run_dir, "results.json"), "w", encoding="utf-8") as handle:
             json.dump(results, handle, indent=2)
     return 0

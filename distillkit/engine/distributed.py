@@ -16,9 +16,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-logger = logging.getLogger("distillkit")
-
 from ..errors import ConfigError, DistillkitError
+
+logger = logging.getLogger("distillkit")
 
 
 @dataclass
@@ -35,6 +35,11 @@ class DistContext:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+
+def is_main_process() -> bool:
+    """Rank 0 of torchrun's job, or a process started without torchrun."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def resolve_device(requested: Optional[str], local_rank: int = 0) -> torch.device:

@@ -55,12 +55,24 @@ class Trainer:
             os.makedirs(os.path.join(run_dir, "checkpoints"), exist_ok=True)
 
     # ------------------------------------------------------------------ training
-    def train_step(self, images, targets) -> Dict[str, torch.Tensor]:
+    def train_mode(self) -> None:
+        """The student side in training mode; the teacher side too (it keeps its frozen parts in eval mode)."""
+        self.exp.student_module.train()
+        if self.exp.teacher_module is not None:
+            self.exp.teacher_module.train()
+
+    def forward(self, images, targets):
+        """Teacher, student and criterion on one batch: ``(loss, terms, student_io, teacher_io)``."""
         exp = self.exp
         with exp.amp.autocast():
             teacher_out, teacher_io = (exp.teacher_module(images) if exp.teacher_module is not None else (None, {}))
             student_out, student_io = exp.student_module(images)
             loss, terms = exp.criterion(student_out, teacher_out, student_io, teacher_io, targets)
+        return loss, terms, student_io, teacher_io
+
+    def train_step(self, images, targets) -> Optional[Dict[str, torch.Tensor]]:
+        exp = self.exp
+        loss, terms, _, _ = self.forward(images, targets)
         exp.optimizer.zero_grad(set_to_none=True)
         if self.skip_nonfinite and not bool(torch.isfinite(loss)):  # a host sync, only when skipping is on
             self.skipped += 1
@@ -107,9 +119,7 @@ class Trainer:
 
     def train_one_epoch(self, epoch: int) -> Dict[str, float]:
         exp = self.exp
-        exp.student_module.train()
-        if exp.teacher_module is not None:
-            exp.teacher_module.train()  # a ModelSide keeps its frozen parts in eval mode
+        self.train_mode()
         sampler = getattr(exp.train_loader, "sampler", None)
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)

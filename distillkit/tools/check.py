@@ -7,6 +7,7 @@ import torch
 
 from ..config import load_config
 from ..engine.distributed import setup_distributed
+from ..engine.trainer import Trainer
 from ..experiment import build_experiment
 
 
@@ -37,11 +38,9 @@ def check_config(config_path: str, overrides=(), device: str = None) -> str:
     images, targets = images.to(ctx.device), targets.to(ctx.device)
     if experiment.mixup is not None:
         images, targets = experiment.mixup(images, targets)
-    experiment.student_module.train()
-    teacher_out, teacher_io = (experiment.teacher_module(images) if experiment.teacher_module is not None
-                               else (None, {}))
-    student_out, student_io = experiment.student_module(images)
-    loss, terms = experiment.criterion(student_out, teacher_out, student_io, teacher_io, targets)
+    trainer = Trainer(experiment)  # no run directory: it writes nothing
+    trainer.train_mode()
+    loss, terms, student_io, teacher_io = trainer.forward(images, targets)
     if not torch.isfinite(loss):
         raise ValueError(f"the loss of the first batch is {loss.item()}: check the data and the loss terms.")
     experiment.optimizer.zero_grad(set_to_none=True)
