@@ -8,6 +8,7 @@ import torch
 from ..config import load_config
 from ..engine.distributed import setup_distributed
 from ..engine.trainer import Trainer
+from ..errors import DistillkitError
 from ..experiment import build_experiment
 
 
@@ -42,7 +43,7 @@ def check_config(config_path: str, overrides=(), device: str = None) -> str:
     trainer.train_mode()
     loss, terms, student_io, teacher_io = trainer.forward(images, targets)
     if not torch.isfinite(loss):
-        raise ValueError(f"the loss of the first batch is {loss.item()}: check the data and the loss terms.")
+        raise DistillkitError(f"{config_path}: the loss of the first batch is {loss.item()}: check the data and the loss terms.")
     experiment.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     experiment.optimizer.step()
