@@ -18,6 +18,7 @@ from .data import build_datasets, build_loader
 from .engine.amp import AmpSettings
 from .engine.distributed import DistContext, wrap_side
 from .engine.recipe import build_ema, build_mixup
+from .engine.speed import SpeedSettings
 from .errors import ConfigError, DistillkitError
 from .losses import build_criterion
 from .model_side import ModelSide
@@ -44,6 +45,8 @@ class Experiment:
     student_module: Optional[nn.Module] = None  # the student side, DDP-wrapped when distributed
     teacher_module: Optional[nn.Module] = None
     amp: AmpSettings = field(default_factory=AmpSettings)
+    speed: SpeedSettings = field(default_factory=SpeedSettings)
+    teacher_cache: object = None  # TeacherCache when train.teacher_cache is set
     num_epochs: int = 1
     log_freq: int = 100
     student_ckpt: Optional[str] = None
@@ -148,7 +151,11 @@ def _build(config, ctx, seed, adjust_lr, for_training) -> Experiment:
                             teacher=teacher.to(ctx.device) if teacher is not None else None,
                             num_epochs=int(train.get("num_epochs", 1)), log_freq=int(train.get("log_freq") or 100),
                             student_ckpt=block.get("ckpt"), name=block.get("experiment") or block["name"],
-                            amp=AmpSettings.from_train_block(train, ctx.device))
+                            amp=AmpSettings.from_train_block(train, ctx.device),
+                            speed=SpeedSettings.from_train_block(train))
+    for side in (experiment.student, experiment.teacher):
+        if side is not None:
+            experiment.speed.prepare_side(side)
     if student_ckpt is not None and isinstance(student_ckpt, dict) and "best_value" in student_ckpt:
         experiment.best_value = float(student_ckpt["best_value"])
     test_block = (config.get("test") or {}).get("test_data_loader")

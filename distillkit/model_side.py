@@ -13,6 +13,7 @@ from typing import Optional
 
 import torch
 from torch import nn
+from torch.utils._pytree import tree_map
 
 from .errors import ConfigError
 from .hooks import HookCapture, find_module
@@ -60,6 +61,7 @@ class ModelSide(nn.Module):
             if path not in paths[io]:
                 paths[io].append(path)
         self.capture = HookCapture(root, paths["input"], paths["output"], f"{key_path}.forward_hook")
+        self.inference_mode = False  # train.teacher_inference_mode, set by SpeedSettings
         self.train()
 
     @property
@@ -84,9 +86,17 @@ class ModelSide(nn.Module):
         return self
 
     def forward(self, x):
-        self.capture.pop()
+        if self.inference_mode and not self.trainable:
+            with torch.inference_mode():
+                output, io_dict = self._forward(x)
+            # inference tensors cannot be saved for a backward pass: the loss gets ordinary copies
+            return tree_map(lambda t: t.clone() if isinstance(t, torch.Tensor) else t, (output, io_dict))
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.trainable):
-            output = self.root(x)
-            if self.special is not None:
-                self.special.post_forward(self.capture.io_dict)
+            return self._forward(x)
+
+    def _forward(self, x):
+        self.capture.pop()
+        output = self.root(x)
+        if self.special is not None:
+            self.special.post_forward(self.capture.io_dict)
         return output, self.capture.pop()

@@ -7,6 +7,7 @@ import yaml
 
 from ..errors import ConfigError, nearest_names
 from .paths import split_path
+from .validate import is_known_key
 
 
 def parse_override(text: str):
@@ -43,7 +44,7 @@ def apply_overrides(config: dict, overrides: Iterable[str]) -> None:
             if not isinstance(node, dict):
                 raise ConfigError(f"--set {text!r}: {'.'.join(parts[:depth])!r} holds a "
                                   f"{type(node).__name__}, not a mapping.", key_path=".".join(parts[:depth]))
-            if part not in node:
+            if part not in node and not is_known_key(parts[: depth + 1]):
                 close = [c for c in nearest_names(part, node.keys(), n=3) if c != part]
                 if close:
                     raise ConfigError(f"--set {text!r}: there is no key {part!r} here.", key_path=where,

@@ -40,7 +40,9 @@ TRAIN = {"log_freq": ("int", False), "num_epochs": ("int", True), "train_data_lo
          "optimizer": (TYPED, True), "scheduler": (SCHEDULER, False), "criterion": (CRITERION, True),
          "apex": ("mapping", False), "amp": ("mapping", False), "clip_grad_norm": ("number", False),
          "adjust_lr": ("bool", False), "mixup": ("mapping", False), "model_ema": ("mapping", False),
-         "keep_last_checkpoints": ("int", False), "skip_nonfinite": ("int", False)}
+         "keep_last_checkpoints": ("int", False), "skip_nonfinite": ("int", False),
+         "channels_last": ("bool", False), "compile": ("any", False), "teacher_inference_mode": ("bool", False),
+         "teacher_cache": ({"dir": ("str", True), "top_k": ("any", False)}, False)}
 TOP = {"datasets": ("mapping", True), "models": ("mapping", True), "train": (TRAIN, True),
        "test": ({"test_data_loader": (LOADER, False)}, False), "imports": ("list", False)}
 
@@ -122,3 +124,13 @@ def validate_config(config) -> None:
             if split_block.get("params") is not None and not isinstance(split_block["params"], dict):
                 raise config.error(f"expected a mapping, found {type(split_block['params']).__name__}.",
                                    key_path=f"{split_path}.params")
+
+
+def is_known_key(parts) -> bool:
+    """Whether the key path ``parts`` (e.g. ``['train', 'compile']``) is one the schema declares."""
+    spec = TOP
+    for part in parts:
+        if not isinstance(spec, dict) or part not in spec:
+            return False
+        spec = spec[part][0]
+    return True

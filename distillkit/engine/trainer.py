@@ -140,7 +140,7 @@ class Trainer:
         if pending is not None:  # after the iterator drew its seed, as the uninterrupted run did at epoch start
             restore_rng_state(pending["rng"])
         for step, (images, targets) in enumerate(batches, start=first):
-            images = images.to(self.ctx.device, non_blocking=True)
+            images = exp.speed.to_device(images, self.ctx.device)
             targets = targets.to(self.ctx.device, non_blocking=True)
             if exp.mixup is not None:
                 images, targets = exp.mixup(images, targets)

@@ -1,0 +1,61 @@
+"""Speed settings of the ``train`` block, applied to both sides and to each batch.
+
+``channels_last: true``  models and batches in NHWC memory format (convolutions run faster
+                         on GPUs with tensor cores, and with oneDNN on CPUs);
+``compile: true | {mode, backend, ...}``  ``torch.compile`` of each side's model in place
+                         (``nn.Module.compile``: parameter names and checkpoints are unchanged);
+``teacher_inference_mode: true``  the frozen teacher runs under ``torch.inference_mode``
+                         instead of ``torch.no_grad`` (its outputs are cloned out of it).
+
+benchmarks/README.md gives what each one measured; all are off by default.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from ..errors import ConfigError
+
+
+@dataclass
+class SpeedSettings:
+    channels_last: bool = False
+    compile: dict = field(default_factory=dict)  # torch.compile keyword arguments; empty = no compile
+    compiled: bool = False
+    teacher_inference_mode: bool = False
+
+    @classmethod
+    def from_train_block(cls, train: dict) -> "SpeedSettings":
+        compile_block = train.get("compile")
+        if compile_block in (None, False):
+            options, compiled = {}, False
+        elif compile_block is True:
+            options, compiled = {}, True
+        elif isinstance(compile_block, dict):
+            options, compiled = dict(compile_block), True
+        else:
+            raise ConfigError(f"expected true, false or torch.compile options such as {{mode: max-autotune}}, "
+                              f"found {compile_block!r}.", key_path="train.compile")
+        return cls(bool(train.get("channels_last", False)), options, compiled,
+                   bool(train.get("teacher_inference_mode", False)))
+
+    @property
+    def memory_format(self):
+        return torch.channels_last if self.channels_last else torch.contiguous_format
+
+    def prepare_side(self, side) -> None:
+        """Memory format, inference mode and compilation of one ModelSide (before DDP wraps it)."""
+        if self.channels_last:
+            side.to(memory_format=torch.channels_last)
+        if side.is_teacher:
+            side.inference_mode = self.teacher_inference_mode
+        if self.compiled:
+            side.root.compile(**self.compile)
+
+    def to_device(self, images: torch.Tensor, device) -> torch.Tensor:
+        """One batch onto the device, asynchronously from pinned memory, in the models' memory format."""
+        images = images.to(device, non_blocking=True)
+        if self.channels_last and images.dim() == 4:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return images
