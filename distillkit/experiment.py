@@ -19,6 +19,8 @@ from .engine.amp import AmpSettings
 from .engine.distributed import DistContext, wrap_side
 from .engine.recipe import build_ema, build_mixup
 from .engine.speed import SpeedSettings
+from .engine.teacher_cache import TeacherCache, check_cacheable
+from .data.replay import ReplayPlan
 from .errors import ConfigError, DistillkitError
 from .losses import build_criterion
 from .model_side import ModelSide
@@ -163,7 +165,10 @@ def _build(config, ctx, seed, adjust_lr, for_training) -> Experiment:
     experiment.val_loader = loader(train.get("val_data_loader"), "train.val_data_loader", False)
     if not for_training:
         return experiment
-    experiment.train_loader = loader(train["train_data_loader"], "train.train_data_loader", True)
+    cache_block = train.get("teacher_cache")
+    plan = replay_plan(config, datasets, train["train_data_loader"]["dataset_id"]) if cache_block else None
+    experiment.train_loader = build_loader(train["train_data_loader"], datasets, "train.train_data_loader",
+                                           training=True, replay_plan=plan, **loader_kwargs)
     experiment.student_module = wrap_side(student, ctx, train.get("student"), "train.student")
     experiment.teacher_module = wrap_side(teacher, ctx, train.get("teacher"), "train.teacher") \
         if teacher is not None else None
@@ -182,7 +187,25 @@ def _build(config, ctx, seed, adjust_lr, for_training) -> Experiment:
     experiment.mixup = build_mixup(train.get("mixup"))
     experiment.ema = build_ema(train.get("model_ema"), student.model)
     experiment.scheduling_step = int((train.get("scheduler") or {}).get("scheduling_step", 0) or 0)
+    if cache_block:
+        check_cacheable(config, experiment)
+        experiment.teacher_cache = TeacherCache(str(cache_block["dir"]), cache_block.get("top_k", 10), plan.signature,
+                                                len(experiment.train_loader.dataset), ctx)
     return experiment
+
+
+def replay_plan(config: dict, datasets: dict, dataset_id: str) -> ReplayPlan:
+    """The replayable form of the training dataset's transform (errors name its transform_params)."""
+    key_path = "train.train_data_loader.dataset_id"
+    for name, block in config["datasets"].items():
+        for split, split_block in block["splits"].items():
+            if split_block.get("dataset_id") == dataset_id:
+                key_path = f"datasets.{name}.splits.{split}.params.transform_params"
+    dataset = datasets.get(dataset_id)
+    if not hasattr(dataset, "transform"):
+        raise ConfigError(f"train.teacher_cache needs a dataset with a 'transform' to record views; "
+                          f"{type(dataset).__name__} has none.", key_path=key_path)
+    return ReplayPlan(dataset.transform, key_path)
 
 
 __all__ = ["Experiment", "build_experiment", "DistillkitError"]

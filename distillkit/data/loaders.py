@@ -67,8 +67,10 @@ class ResumableSampler(Sampler):
 
 
 def build_loader(block: dict, datasets: Dict[str, object], key_path: str, *, training: bool,
-                 rank: int = 0, world_size: int = 1, seed: int = 0, pin_memory: Optional[bool] = None):
-    """A DataLoader for one loader block; ``training`` selects shuffling and the sampler kind."""
+                 rank: int = 0, world_size: int = 1, seed: int = 0, pin_memory: Optional[bool] = None,
+                 replay_plan=None):
+    """A DataLoader for one loader block; ``training`` selects shuffling and the sampler kind.
+    With a ``replay_plan`` (the teacher cache) batches are ``(views, targets, {index, params, row})``."""
     dataset_id = block["dataset_id"]
     if dataset_id not in datasets:
         raise ConfigError(f"dataset_id {dataset_id!r} is not declared under datasets.",
@@ -93,6 +95,11 @@ def build_loader(block: dict, datasets: Dict[str, object], key_path: str, *, tra
         sampler = SequentialSampler(dataset)
     if training:
         sampler = ResumableSampler(sampler)
+    if replay_plan is not None:
+        from ..engine.teacher_cache import ReplaySampler
+        from .replay import ViewRecordingDataset
+
+        dataset, sampler = ViewRecordingDataset(dataset, replay_plan), ReplaySampler(sampler)
     num_workers = int(block.get("num_workers") or 0)
     options = {}
     if num_workers > 0:

@@ -61,18 +61,24 @@ class Trainer:
         if self.exp.teacher_module is not None:
             self.exp.teacher_module.train()
 
-    def forward(self, images, targets):
-        """Teacher, student and criterion on one batch: ``(loss, terms, student_io, teacher_io)``."""
+    def forward(self, images, targets, extras=None):
+        """Teacher, student and criterion on one batch: ``(loss, terms, student_io, teacher_io)``.
+        ``extras`` ({index, params, row}) come with the batch when the teacher cache is on."""
         exp = self.exp
         with exp.amp.autocast():
-            teacher_out, teacher_io = (exp.teacher_module(images) if exp.teacher_module is not None else (None, {}))
+            if exp.teacher_cache is not None:
+                teacher_out = exp.teacher_cache.teacher_output(extras, lambda: exp.teacher_module(images)[0])
+                teacher_io = {}
+            else:
+                teacher_out, teacher_io = (exp.teacher_module(images) if exp.teacher_module is not None
+                                           else (None, {}))
             student_out, student_io = exp.student_module(images)
             loss, terms = exp.criterion(student_out, teacher_out, student_io, teacher_io, targets)
         return loss, terms, student_io, teacher_io
 
-    def train_step(self, images, targets) -> Optional[Dict[str, torch.Tensor]]:
+    def train_step(self, images, targets, extras=None) -> Optional[Dict[str, torch.Tensor]]:
         exp = self.exp
-        loss, terms, _, _ = self.forward(images, targets)
+        loss, terms, _, _ = self.forward(images, targets, extras)
         exp.optimizer.zero_grad(set_to_none=True)
         if self.skip_nonfinite and not bool(torch.isfinite(loss)):  # a host sync, only when skipping is on
             self.skipped += 1
@@ -130,6 +136,8 @@ class Trainer:
             if generator is not None and "sampler_epoch_start" in pending:
                 generator.set_state(pending["sampler_epoch_start"])
         epoch_start_sampler = generator.get_state() if generator is not None else None
+        if exp.teacher_cache is not None:
+            exp.teacher_cache.begin_epoch(epoch, sampler, resumed_inside=pending is not None)
         sums: Dict[str, torch.Tensor] = dict(pending["partial_sums"]) if pending else {}
         self.first_step_of_window = self.global_step + 1
         seen, start, steps = (int(pending["partial_seen"]) if pending else 0), time.perf_counter(), \
@@ -139,13 +147,13 @@ class Trainer:
         batches = iter(exp.train_loader)
         if pending is not None:  # after the iterator drew its seed, as the uninterrupted run did at epoch start
             restore_rng_state(pending["rng"])
-        for step, (images, targets) in enumerate(batches, start=first):
+        for step, (images, targets, *extras) in enumerate(batches, start=first):
             images = exp.speed.to_device(images, self.ctx.device)
             targets = targets.to(self.ctx.device, non_blocking=True)
             if exp.mixup is not None:
                 images, targets = exp.mixup(images, targets)
             try:
-                values = self.train_step(images, targets)
+                values = self.train_step(images, targets, *extras)
             except RuntimeError as exc:
                 explained = explain_ddp_error(exc)
                 if explained is None:
@@ -166,6 +174,8 @@ class Trainer:
                 logger.info("epoch %d step %d/%d loss %.4f lr %.3g", epoch, step + 1, steps,
                             (sums["loss"] / seen).item(), self.lr)
         progress.close()
+        if exp.teacher_cache is not None:
+            exp.teacher_cache.end_epoch(epoch)
         if sums:
             self.check_finite(sums, steps)
         seconds = time.perf_counter() - start

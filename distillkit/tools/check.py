@@ -35,13 +35,13 @@ def check_config(config_path: str, overrides=(), device: str = None) -> str:
     ctx = setup_distributed(device)
     config = load_config(config_path, overrides)
     experiment = build_experiment(config, ctx, for_training=True)
-    images, targets = next(iter(experiment.train_loader))
+    images, targets, *extras = next(iter(experiment.train_loader))
     images, targets = images.to(ctx.device), targets.to(ctx.device)
     if experiment.mixup is not None:
         images, targets = experiment.mixup(images, targets)
     trainer = Trainer(experiment)  # no run directory: it writes nothing
     trainer.train_mode()
-    loss, terms, student_io, teacher_io = trainer.forward(images, targets)
+    loss, terms, student_io, teacher_io = trainer.forward(images, targets, *extras)
     if not torch.isfinite(loss):
         raise DistillkitError(f"{config_path}: the loss of the first batch is {loss.item()}: check the data and the loss terms.")
     experiment.optimizer.zero_grad(set_to_none=True)

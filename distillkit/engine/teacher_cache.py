@@ -1,0 +1,185 @@
+"""A consistent teacher-output cache for logit distillation (``train.teacher_cache``).
+
+Teacher and student must see the same view (Beyer et al. 2022, "Knowledge distillation: A
+good teacher is patient and consistent"), so the cache stores, per sample and epoch, the
+augmentation parameters of the view *and* the teacher's logits on that view (FKD, Shen &
+Xing 2022).  An epoch whose records exist is replayed (same order, same crops, no teacher
+forward); any other epoch runs the teacher and records itself.  Files:
+``DIR/epoch_NNNN.rankR-of-W.pt``, written atomically at the end of a complete epoch.
+
+Only the top ``k`` teacher logits are kept; the others are replaced by one value, the
+log-mean-exp of what they were, so the top-k probabilities are exact and the remaining
+probability mass is spread evenly over the remaining classes.  Recording and replaying
+runs both train on this reconstruction, so a replayed step equals the recorded one;
+``top_k`` >= the number of classes (or ``null``) keeps the exact logits.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+from typing import Callable, List, Optional, Tuple
+
+import torch
+
+from ..errors import ConfigError, DistillkitError
+from ..models.checkpoint import load_checkpoint, save_atomic
+
+logger = logging.getLogger("distillkit")
+
+
+def compress_logits(logits: torch.Tensor, top_k: Optional[int]) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(values, indices, rest)``: the top-k logits, their classes, and the log-mean-exp of the others."""
+    logits = logits.detach().float()
+    classes = logits.shape[1]
+    k = classes if top_k is None else min(int(top_k), classes)
+    values, indices = logits.topk(k, dim=1)
+    if k == classes:
+        rest = torch.zeros(logits.shape[0], device=logits.device)
+    else:
+        others = logits.scatter(1, indices, float("-inf"))
+        rest = torch.logsumexp(others, dim=1) - math.log(classes - k)
+    return values, indices.to(torch.int32), rest
+
+
+def expand_logits(values: torch.Tensor, indices: torch.Tensor, rest: torch.Tensor, classes: int) -> torch.Tensor:
+    """The logits that :func:`compress_logits` describes: ``rest`` everywhere, the top-k values at their classes."""
+    full = rest[:, None].expand(values.shape[0], classes).clone()
+    return full.scatter_(1, indices.long(), values)
+
+
+class ReplaySampler:
+    """Wraps the training sampler (a ResumableSampler): recording epochs iterate it; a replayed epoch yields
+    ``(index, params, row)`` for each recorded row in recorded order."""
+
+    def __init__(self, sampler):
+        self.sampler = sampler
+        self.rows: Optional[List[tuple]] = None
+
+    def __getattr__(self, name):  # generator, set_epoch: the wrapped sampler's
+        return getattr(self.__dict__["sampler"], name)
+
+    def skip_next(self, count: int) -> None:
+        self.sampler.skip_next(count)
+
+    def __iter__(self):
+        if self.rows is None:
+            yield from self.sampler
+            return
+        skip, self.sampler.skip = self.sampler.skip, 0
+        yield from self.rows[skip:]
+
+    def __len__(self) -> int:
+        return len(self.rows) if self.rows is not None else len(self.sampler)
+
+
+class TeacherCache:
+    def __init__(self, directory: str, top_k: Optional[int], signature: List[str], num_samples: int, ctx):
+        self.directory = directory
+        self.top_k = top_k
+        self.meta = {"transform": signature, "num_samples": num_samples, "world_size": ctx.world_size,
+                     "top_k": top_k}
+        self.ctx = ctx
+        self.record = None  # the replayed epoch's tensors (on the device)
+        self.buffers = {"index": [], "params": [], "values": [], "indices": [], "rest": []}
+        self.classes = None
+        self.complete = True
+
+    def path(self, epoch: int, rank: int) -> str:
+        return os.path.join(self.directory, f"epoch_{epoch:04d}.rank{rank}-of-{self.ctx.world_size}.pt")
+
+    @property
+    def replaying(self) -> bool:
+        return self.record is not None
+
+    def begin_epoch(self, epoch: int, sampler: ReplaySampler, resumed_inside: bool = False) -> None:
+        """Replay ``epoch`` when every rank's record exists, else record it."""
+        paths = [self.path(epoch, r) for r in range(self.ctx.world_size)]
+        present = [p for p in paths if os.path.isfile(p)]
+        for key in self.buffers:
+            self.buffers[key] = []
+        self.complete = not resumed_inside
+        if not present:
+            self.record, sampler.rows = None, None
+            logger.info("teacher cache: recording epoch %d into %s", epoch, self.directory)
+            return
+        if len(present) != len(paths):
+            raise DistillkitError(f"teacher cache {self.directory!r} holds epoch {epoch} for only {len(present)} of "
+                                  f"{len(paths)} ranks; it was recorded with another number of processes, or a "
+                                  f"recording run was cut short. Delete the epoch_{epoch:04d}.* files, or use a "
+                                  f"new train.teacher_cache.dir.")
+        record = load_checkpoint(paths[self.ctx.rank], "teacher cache record")
+        stored = {k: record["meta"].get(k) for k in self.meta}
+        if stored != self.meta:
+            changed = [k for k in self.meta if stored[k] != self.meta[k]]
+            raise DistillkitError(f"teacher cache record {paths[self.ctx.rank]!r} was made with a different "
+                                  f"{', '.join(changed)} ({', '.join(f'{k}: {stored[k]!r} now {self.meta[k]!r}' for k in changed)}); "
+                                  f"its views would not be the ones this config trains on. Point "
+                                  f"train.teacher_cache.dir at a new folder, or delete this one.")
+        self.classes = int(record["classes"])
+        self.record = {k: record[k].to(self.ctx.device) for k in ("values", "indices", "rest")}
+        sampler.rows = [(int(i), p.tolist(), row) for row, (i, p) in enumerate(zip(record["index"], record["params"]))]
+        logger.info("teacher cache: replaying epoch %d from %s (no teacher forward)", epoch, self.directory)
+
+    def teacher_output(self, extras: dict, run_teacher: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """The teacher logits the loss sees: replayed from the record, or computed, recorded and compressed."""
+        if self.replaying:
+            rows = extras["row"].to(self.ctx.device, non_blocking=True)
+            return expand_logits(*(self.record[k][rows] for k in ("values", "indices", "rest")), self.classes)
+        logits = run_teacher()
+        if not (isinstance(logits, torch.Tensor) and logits.dim() == 2):
+            raise DistillkitError(f"train.teacher_cache stores class logits of shape (batch, classes); the teacher "
+                                  f"returned {type(logits).__name__} {tuple(getattr(logits, 'shape', ()))}.")
+        self.classes = logits.shape[1]
+        values, indices, rest = compress_logits(logits, self.top_k)
+        for key, value in (("index", extras["index"]), ("params", extras["params"]), ("values", values),
+                           ("indices", indices), ("rest", rest)):
+            self.buffers[key].append(value)
+        return expand_logits(values, indices, rest, self.classes).to(logits.dtype)
+
+    def end_epoch(self, epoch: int) -> None:
+        """Write the epoch just recorded (each rank its own file); an epoch resumed midway is not written."""
+        if self.replaying or not self.buffers["index"]:
+            return
+        if not self.complete:
+            logger.warning("teacher cache: epoch %d was resumed midway, so it is not recorded.", epoch)
+            return
+        record = {k: torch.cat(v).cpu() for k, v in self.buffers.items()}
+        record.update(meta=self.meta, classes=self.classes)
+        save_atomic(record, self.path(epoch, self.ctx.rank))
+        for key in self.buffers:
+            self.buffers[key] = []
+
+
+def check_cacheable(config: dict, experiment) -> None:
+    """Refuse configs where a replayed step would not equal a live one."""
+    train = config["train"]
+    teacher = train.get("teacher") or {}
+    hooks = teacher.get("forward_hook") or {}
+    if experiment.teacher is None:
+        raise ConfigError("train.teacher_cache stores teacher outputs, but there is no models.teacher_model.",
+                          key_path="train.teacher_cache")
+    reasons = []
+    if hooks.get("input") or hooks.get("output") or teacher.get("special"):
+        reasons.append(("train.teacher.forward_hook", "the teacher's features are hooked (feature terms read them)"))
+    if experiment.teacher.trainable:
+        reasons.append(("train.teacher.requires_grad", "part of the teacher trains, so its outputs change"))
+    if train.get("mixup"):
+        reasons.append(("train.mixup", "Mixup/CutMix mixes whole batches"))
+    from ..losses.build import IOTermAdapter
+
+    criterion = experiment.criterion
+    for name, term in criterion.sub_criteria.items():
+        if criterion.sub_factors[name] == 0:
+            continue
+        student_only = isinstance(term, IOTermAdapter) and not any(
+            spec.get("is_from_teacher") for spec in (term.input_spec, term.target_spec))
+        if not student_only:
+            reasons.append((f"train.criterion.sub_terms.{name}",
+                            f"the sub term {name!r} reads features from the io_dicts"))
+    if reasons:
+        key, why = reasons[0]
+        raise ConfigError(f"train.teacher_cache replays teacher logits only, and here {why}; the replay would "
+                          f"not be exact.", key_path=key,
+                          hint="Remove train.teacher_cache (the teacher then runs live), or keep only logit terms "
+                               "(org_term such as KDLoss) and a frozen teacher without hooks.")
