@@ -1,0 +1,96 @@
+"""What every benchmark process shares: its arguments, the job's FakeData, a step timer, the result line.
+
+Each variant runs as its own process (``python benchmarks/<variant>.py ...``) and prints one line
+``BENCH_RESULT {json}``; ``compare.py`` starts them alternately and reads that line.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+
+import torch
+
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def parse_args(description: str, extra=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--image-size", type=int, default=112)
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
+    parser.add_argument("--steps", type=int, default=8, help="timed steps")
+    parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0)
+    if extra is not None:
+        extra(parser)
+    args = parser.parse_args()
+    torch.manual_seed(args.seed)
+    return args
+
+
+def transform_steps(size: int) -> list:
+    """The training view of the job, as distillkit transform_params (RandomResizedCrop, flip, tensor, normalize)."""
+    return [{"type": "RandomResizedCrop", "params": {"size": size}},
+            {"type": "RandomHorizontalFlip", "params": {"p": 0.5}},
+            {"type": "ToTensor", "params": None},
+            {"type": "Normalize", "params": {"mean": list(MEAN), "std": list(STD)}}]
+
+
+def fake_data_params(args) -> dict:
+    """torchvision FakeData arguments: (warmup + steps) batches of 1000-class images."""
+    return {"size": (args.warmup + args.steps) * args.batch_size, "image_size": [3, args.image_size, args.image_size],
+            "num_classes": 1000}
+
+
+def fake_dataset(args):
+    from torchvision import datasets, transforms as T
+
+    transform = T.Compose([T.RandomResizedCrop(args.image_size), T.RandomHorizontalFlip(0.5), T.ToTensor(),
+                           T.Normalize(MEAN, STD)])
+    return datasets.FakeData(transform=transform, **fake_data_params(args))
+
+
+class StepTimer:
+    """Counts finished steps; times the ``steps`` after the first ``warmup`` (the device synchronised at both ends)."""
+
+    def __init__(self, args):
+        self.warmup, self.steps, self.device = args.warmup, args.steps, torch.device(args.device)
+        self.done = 0
+        self.start = self.end = None
+
+    def _now(self) -> float:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
+
+    def tick(self) -> None:
+        self.done += 1
+        if self.done == self.warmup:
+            self.start = self._now()
+            if self.device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(self.device)
+        elif self.done == self.warmup + self.steps:
+            self.end = self._now()
+
+    @property
+    def seconds(self) -> float:
+        if self.end is None:
+            raise RuntimeError(f"only {self.done} of {self.warmup + self.steps} steps ran")
+        return self.end - self.start
+
+
+def peak_memory_mib(device: str) -> dict:
+    """Peak resident memory of this process (CPU) and peak allocated GPU memory (CUDA)."""
+    result = {"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if torch.device(device).type == "cuda":
+        result["max_allocated_mib"] = torch.cuda.max_memory_allocated() / 2 ** 20
+    return result
+
+
+def report(variant: str, args, timer: StepTimer, **extra) -> None:
+    result = {"variant": variant, "seconds": timer.seconds, "steps": timer.steps,
+              "images_per_s": timer.steps * args.batch_size / timer.seconds, **peak_memory_mib(args.device), **extra}
+    print("BENCH_RESULT " + json.dumps(result), flush=True)

@@ -1,0 +1,138 @@
+"""Side-by-side benchmark: each variant of a job as a whole process, alternated, minimum over repeats.
+
+    python benchmarks/compare.py kd     # hand-written, distillkit defaults, distillkit speed, torchdistill
+    python benchmarks/compare.py tat    # hand-written, distillkit defaults, distillkit speed
+    python benchmarks/compare.py cache  # distillkit live teacher vs replayed teacher cache
+
+Arguments after the job go to every variant (--device, --batch-size, --image-size, --warmup,
+--steps, --workers).  Prints the ratios and the targets, writes everything as JSON (--out).
+torchdistill is pip-installed into --torchdistill-dir for this benchmark only.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+TAT_CONFIG = "configs/ilsvrc2012/tat/resnet18_from_resnet34_attn.yaml"
+
+
+def variants(job: str, cache_dir: str) -> dict:
+    """{name: script and its own arguments}."""
+    if job == "kd":
+        return {"hand-written": ["hand_kd.py"],
+                "distillkit defaults": ["distillkit_job.py", "--settings", "defaults"],
+                "distillkit speed": ["distillkit_job.py", "--settings", "speed"],
+                "torchdistill": ["torchdistill_kd.py"]}
+    if job == "tat":
+        return {"hand-written": ["hand_tat.py"],
+                "distillkit defaults": ["distillkit_job.py", "--config", TAT_CONFIG, "--settings", "defaults"],
+                "distillkit speed": ["distillkit_job.py", "--config", TAT_CONFIG, "--settings", "speed"]}
+    return {"live teacher": ["distillkit_job.py", "--settings", "defaults"],
+            "cached teacher": ["distillkit_job.py", "--settings", "defaults", "--cache", cache_dir]}
+
+
+# (name, slower variant, faster variant, target or None, what the target means)
+RATIOS = {
+    "kd": [("distillkit defaults / hand-written", "distillkit defaults", "hand-written", ("<=", 1.03)),
+           ("torchdistill / distillkit speed", "torchdistill", "distillkit speed", (">=", None)),
+           ("torchdistill / distillkit defaults", "torchdistill", "distillkit defaults", None),
+           ("hand-written / distillkit speed", "hand-written", "distillkit speed", None)],
+    "tat": [("distillkit defaults / hand-written", "distillkit defaults", "hand-written", ("<=", 1.03)),
+            ("hand-written / distillkit speed", "hand-written", "distillkit speed", None)],
+    "cache": [("live / cached teacher", "live teacher", "cached teacher", None)],
+}
+
+
+def ensure_torchdistill(directory: str, version: str) -> None:
+    probe = subprocess.run([sys.executable, "-c", "import torchdistill"], env=dict(os.environ, PYTHONPATH=directory),
+                           capture_output=True)
+    if probe.returncode != 0:
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", directory,
+                        f"torchdistill=={version}"], check=True)
+
+
+def run_variant(name: str, command: list, passthrough: list, env: dict) -> dict:
+    completed = subprocess.run([sys.executable, os.path.join(HERE, command[0]), *command[1:], *passthrough],
+                               cwd=ROOT, env=env, capture_output=True, text=True)
+    lines = [line for line in completed.stdout.splitlines() if line.startswith("BENCH_RESULT ")]
+    if completed.returncode != 0 or not lines:
+        sys.exit(f"{name} failed (exit {completed.returncode}):\n{completed.stderr[-3000:]}")
+    result = json.loads(lines[-1][len("BENCH_RESULT "):])
+    result["variant"] = name
+    return result
+
+
+def device_name(passthrough: list) -> str:
+    device = passthrough[passthrough.index("--device") + 1] if "--device" in passthrough else \
+        ("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda"):
+        return f"{device}: {torch.cuda.get_device_name(0)}"
+    return f"cpu: {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("job", choices=("kd", "tat", "cache"))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", help="JSON file (default benchmarks/results/<job>-<device>.json)")
+    parser.add_argument("--torchdistill-dir", default=os.path.join(HERE, ".torchdistill"))
+    parser.add_argument("--torchdistill-version", default="1.1.5")
+    args, passthrough = parser.parse_known_args()
+    device = device_name(passthrough)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, HERE, args.torchdistill_dir]))
+    cache_dir = tempfile.mkdtemp(prefix="distillkit-cache-")
+    jobs = variants(args.job, cache_dir)
+    if "torchdistill" in jobs:
+        ensure_torchdistill(args.torchdistill_dir, args.torchdistill_version)
+    runs = []
+    if args.job == "cache":  # record once: the replays read this
+        runs.append(run_variant("recording run", jobs["cached teacher"], passthrough, env))
+    for repeat in range(args.repeats):
+        order = list(jobs) if repeat % 2 == 0 else list(reversed(jobs))  # alternate, and flip the order
+        for name in order:
+            runs.append(dict(run_variant(name, jobs[name], passthrough, env), repeat=repeat))
+            print(f"repeat {repeat}: {name:22s} {runs[-1]['seconds']:8.3f} s  "
+                  f"{runs[-1]['images_per_s']:8.1f} img/s  peak {runs[-1].get('max_allocated_mib', runs[-1]['peak_rss_mib']):.0f} MiB",
+                  flush=True)
+    shutil.rmtree(cache_dir, ignore_errors=True)
+    best = {name: min((r for r in runs if r["variant"] == name), key=lambda r: r["seconds"]) for name in jobs}
+    gpu = device.startswith("cuda")
+    ratios, targets = {}, {}
+    for label, slow, fast, target in RATIOS[args.job]:
+        ratios[label] = best[slow]["seconds"] / best[fast]["seconds"]
+        if target is not None:
+            op, bound = target
+            bound = bound if bound is not None else (1.8 if gpu else 1.15)
+            met = ratios[label] <= bound if op == "<=" else ratios[label] >= bound
+            targets[label] = {"target": f"{op} {bound}", "measured": round(ratios[label], 3), "met": met}
+    print(f"\n{args.job} on {device}; minimum of {args.repeats} alternated runs of {best[list(jobs)[0]]['steps']} steps")
+    for name, result in best.items():
+        memory = result.get("max_allocated_mib")
+        print(f"  {name:22s} {result['seconds']:8.3f} s  {result['images_per_s']:8.1f} img/s  peak RSS "
+              f"{result['peak_rss_mib']:.0f} MiB" + (f", max allocated {memory:.0f} MiB" if memory else ""))
+    for label, value in ratios.items():
+        line = f"  {label:36s} {value:.3f}x"
+        if label in targets:
+            line += f"   target {targets[label]['target']}: {'met' if targets[label]['met'] else 'NOT met'}"
+        print(line)
+    out = args.out or os.path.join(HERE, "results", f"{args.job}-{device.split(':')[0]}.json")
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out, "w") as handle:
+        json.dump({"job": args.job, "device": device, "torch": torch.__version__, "arguments": passthrough,
+                   "repeats": args.repeats, "best": best, "ratios": ratios, "targets": targets, "runs": runs},
+                  handle, indent=1)
+    print(f"written {out}")
+
+
+if __name__ == "__main__":
+    main()

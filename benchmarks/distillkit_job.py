@@ -1,0 +1,86 @@
+"""A shipped distillkit config run on FakeData for a fixed number of steps, through the real Trainer.
+
+The config's datasets become FakeData with the same training view, validation and test are
+dropped, pretrained weights are off (no download); everything else is the config's own.
+``--settings defaults`` also removes the config's speed keys (amp, channels_last, compile);
+``--settings speed`` sets channels_last and, on CUDA, bfloat16 autocast.
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from common import StepTimer, fake_data_params, parse_args, report, transform_steps  # noqa: E402
+
+SPEED_KEYS = ("amp", "channels_last", "compile", "teacher_inference_mode", "teacher_cache")
+
+
+def options(parser):
+    parser.add_argument("--config", default="configs/ilsvrc2012/kd/resnet18_from_resnet34.yaml")
+    parser.add_argument("--settings", choices=("defaults", "speed"), default="defaults")
+    parser.add_argument("--cache", help="train.teacher_cache.dir (records on the first run, replays later)")
+    parser.add_argument("--top-k", type=int, default=10)
+    parser.add_argument("--set", action="append", default=[], help="more key.path=value overrides")
+
+
+def bench_config(args):
+    from distillkit.config import load_config
+
+    config = load_config(args.config, args.set)
+    train = config["train"]
+    loader = train["train_data_loader"]
+    params = dict(fake_data_params(args), transform_params=transform_steps(args.image_size))
+    config["datasets"] = {"fake": {"type": "FakeData", "splits": {"train": {"dataset_id": loader["dataset_id"],
+                                                                             "params": params}}}}
+    loader.update(batch_size=args.batch_size, num_workers=args.workers, random_sample=True)
+    for key in ("val_data_loader",):
+        train.pop(key, None)
+    config.pop("test", None)
+    train["num_epochs"] = 1
+    for role in ("teacher_model", "student_model"):
+        config["models"][role].setdefault("params", {})["pretrained"] = False
+        config["models"][role]["ckpt"] = None
+    for key in SPEED_KEYS:
+        train.pop(key, None)
+    if args.settings == "speed":
+        train["channels_last"] = True
+        if args.device.startswith("cuda"):
+            train["amp"] = {"enabled": True, "dtype": "bfloat16"}
+    if args.cache:
+        train["teacher_cache"] = {"dir": args.cache, "top_k": args.top_k}
+    return config
+
+
+def main():
+    from distillkit.engine.distributed import setup_distributed
+    from distillkit.engine.run import seed_everything
+    from distillkit.engine.trainer import Trainer
+    from distillkit.experiment import build_experiment
+
+    args = parse_args(__doc__, options)
+    ctx = setup_distributed(args.device)
+    config = bench_config(args)
+    seed_everything(args.seed)
+    experiment = build_experiment(config, ctx, args.seed)
+    trainer = Trainer(experiment)
+    timer = StepTimer(args)
+    step = trainer.train_step
+
+    last = {}
+
+    def timed_step(*batch):
+        last["values"] = step(*batch)
+        timer.tick()
+        return last["values"]
+
+    trainer.train_step = timed_step
+    trainer.train_mode()
+    row = trainer.train_one_epoch(0)
+    cache = experiment.teacher_cache
+    variant = f"distillkit {args.settings}" + ("" if cache is None else
+                                                " (cache replay)" if cache.replaying else " (cache record)")
+    report(variant, args, timer, final_loss=last["values"]["loss"].item(), mean_loss=row.get("loss"))
+
+
+if __name__ == "__main__":
+    main()
