@@ -1,6 +1,6 @@
 """Side-by-side benchmark: each variant of a job as a whole process, alternated, minimum over repeats.
 
-    python benchmarks/compare.py kd     # hand-written, distillkit defaults, distillkit speed, torchdistill
+    python benchmarks/compare.py kd     # hand-written, distillkit defaults / speed / speed + cache, torchdistill
     python benchmarks/compare.py tat    # hand-written, distillkit defaults, distillkit speed
     python benchmarks/compare.py cache  # distillkit live teacher vs replayed teacher cache
 
@@ -32,6 +32,7 @@ def variants(job: str, cache_dir: str) -> dict:
         return {"hand-written": ["hand_kd.py"],
                 "distillkit defaults": ["distillkit_job.py", "--settings", "defaults"],
                 "distillkit speed": ["distillkit_job.py", "--settings", "speed"],
+                "distillkit speed + cache": ["distillkit_job.py", "--settings", "speed", "--cache", cache_dir],
                 "torchdistill": ["torchdistill_kd.py"]}
     if job == "tat":
         return {"hand-written": ["hand_tat.py"],
@@ -46,6 +47,7 @@ RATIOS = {
     "kd": [("distillkit defaults / hand-written", "distillkit defaults", "hand-written", ("<=", 1.03)),
            ("torchdistill / distillkit speed", "torchdistill", "distillkit speed", (">=", None)),
            ("torchdistill / distillkit defaults", "torchdistill", "distillkit defaults", None),
+           ("torchdistill / distillkit speed + cache", "torchdistill", "distillkit speed + cache", None),
            ("hand-written / distillkit speed", "hand-written", "distillkit speed", None)],
     "tat": [("distillkit defaults / hand-written", "distillkit defaults", "hand-written", ("<=", 1.03)),
             ("hand-written / distillkit speed", "hand-written", "distillkit speed", None)],
@@ -95,8 +97,9 @@ def main():
     if "torchdistill" in jobs:
         ensure_torchdistill(args.torchdistill_dir, args.torchdistill_version)
     runs = []
-    if args.job == "cache":  # record once: the replays read this
-        runs.append(run_variant("recording run", jobs["cached teacher"], passthrough, env))
+    for name, command in jobs.items():  # a cached variant replays what one recording run writes first
+        if "--cache" in command:
+            runs.append(run_variant(f"recording run ({name})", command, passthrough, env))
     for repeat in range(args.repeats):
         order = list(jobs) if repeat % 2 == 0 else list(reversed(jobs))  # alternate, and flip the order
         for name in order:

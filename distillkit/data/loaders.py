@@ -77,8 +77,9 @@ def build_loader(block: dict, datasets: Dict[str, object], key_path: str, *, tra
                           key_path=f"{key_path}.dataset_id", candidates=nearest_names(dataset_id, datasets))
     dataset = datasets[dataset_id]
     if block.get("cache_output"):
-        logger.warning("%s.cache_output is ignored: a cache that ignores augmentation gives the student "
-                       "targets for a view it never saw.", key_path)
+        logger.warning("%s.cache_output is ignored: a cache that ignores augmentation gives the student targets "
+                       "for a view it never saw; train.teacher_cache records each view with the teacher's output.",
+                       key_path)
     shuffle = bool(block.get("random_sample", training))
     if training and int(block.get("repeated_aug") or 0) > 1:
         from timm.data.distributed_sampler import RepeatAugSampler
