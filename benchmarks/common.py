@@ -53,6 +53,16 @@ def fake_dataset(args):
     return datasets.FakeData(transform=transform, **fake_data_params(args))
 
 
+def fake_loader(args):
+    """The job's loader, shuffled by its own generator seeded with ``--seed`` (as distillkit's sampler is)."""
+    from torch.utils.data import DataLoader, RandomSampler
+
+    dataset = fake_dataset(args)
+    return DataLoader(dataset, batch_size=args.batch_size, num_workers=args.workers,
+                      sampler=RandomSampler(dataset, generator=torch.Generator().manual_seed(args.seed)),
+                      pin_memory=torch.device(args.device).type == "cuda")
+
+
 class StepTimer:
     """Counts finished steps; times the ``steps`` after the first ``warmup`` (the device synchronised at both ends)."""
 

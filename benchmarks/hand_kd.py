@@ -6,9 +6,8 @@ Frozen ResNet-34 teacher (eval mode, no_grad), ResNet-18 student, SGD with momen
 import torch
 import torch.nn.functional as F
 import torchvision
-from torch.utils.data import DataLoader
 
-from common import StepTimer, fake_dataset, parse_args, report
+from common import StepTimer, fake_loader, parse_args, report
 
 
 def main():
@@ -17,8 +16,7 @@ def main():
     teacher = torchvision.models.resnet34(num_classes=1000).to(device).eval().requires_grad_(False)
     student = torchvision.models.resnet18(num_classes=1000).to(device).train()
     optimizer = torch.optim.SGD(student.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
-    loader = DataLoader(fake_dataset(args), batch_size=args.batch_size, shuffle=True, num_workers=args.workers,
-                        pin_memory=device.type == "cuda")
+    loader = fake_loader(args)
     timer = StepTimer(args)
     for images, targets in loader:
         images = images.to(device, non_blocking=True)

@@ -9,9 +9,8 @@ import torch
 import torch.nn.functional as F
 import torchvision
 from torch import nn
-from torch.utils.data import DataLoader
 
-from common import StepTimer, fake_dataset, parse_args, report
+from common import StepTimer, fake_loader, parse_args, report
 
 
 def embed(channels: int) -> nn.Module:
@@ -33,8 +32,7 @@ def main():
     capture(student.layer4, features, "student")
     parameters = list(student.parameters()) + list(query.parameters()) + list(value.parameters())
     optimizer = torch.optim.AdamW(parameters, lr=0.0016, weight_decay=0.0005)
-    loader = DataLoader(fake_dataset(args), batch_size=args.batch_size, shuffle=True, num_workers=args.workers,
-                        pin_memory=device.type == "cuda")
+    loader = fake_loader(args)
     timer = StepTimer(args)
     for images, targets in loader:
         images = images.to(device, non_blocking=True)

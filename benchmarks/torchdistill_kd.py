@@ -15,9 +15,10 @@ def train_config(args) -> dict:
             "forward_proc": "forward_batch_only"}
     kd = {"student_module_path": ".", "student_module_io": "output", "teacher_module_path": ".",
           "teacher_module_io": "output", "temperature": 1.0, "alpha": 0.5, "reduction": "batchmean"}
+    shuffle = {"generator": torch.Generator().manual_seed(args.seed)}  # the order hand_kd.py and distillkit use
     return {
         "num_epochs": 1,
-        "train_data_loader": {"dataset_id": "train", "sampler": {"class_or_func": RandomSampler, "kwargs": {}},
+        "train_data_loader": {"dataset_id": "train", "sampler": {"class_or_func": RandomSampler, "kwargs": shuffle},
                               "kwargs": {"batch_size": args.batch_size, "num_workers": args.workers,
                                          "pin_memory": args.device.startswith("cuda")}},
         "teacher": dict(side, requires_grad=False),
