@@ -3,6 +3,7 @@
     python benchmarks/compare.py kd     # hand-written, distillkit defaults / speed / speed + cache, torchdistill
     python benchmarks/compare.py tat    # hand-written, distillkit defaults, distillkit speed
     python benchmarks/compare.py cache  # distillkit live teacher vs replayed teacher cache
+    python benchmarks/compare.py settings  # the KD job with each speed setting alone vs defaults
 
 Arguments after the job go to every variant (--device, --batch-size, --image-size, --warmup,
 --steps, --workers).  Prints the ratios and the targets, writes everything as JSON (--out).
@@ -38,8 +39,22 @@ def variants(job: str, cache_dir: str) -> dict:
         return {"hand-written": ["hand_tat.py"],
                 "distillkit defaults": ["distillkit_job.py", "--config", TAT_CONFIG, "--settings", "defaults"],
                 "distillkit speed": ["distillkit_job.py", "--config", TAT_CONFIG, "--settings", "speed"]}
+    if job == "settings":
+        return {"distillkit defaults": ["distillkit_job.py"],
+                **{name: ["distillkit_job.py", *[a for key in keys for a in ("--set", key)]]
+                   for name, keys in SETTINGS.items()}}
     return {"live teacher": ["distillkit_job.py", "--settings", "defaults"],
             "cached teacher": ["distillkit_job.py", "--settings", "defaults", "--cache", cache_dir]}
+
+
+SETTINGS = {  # each speed setting on its own (the settings job)
+    "channels_last": ["train.channels_last=true"],
+    "optimizer fused": ["train.optimizer.params.fused=true"],
+    "optimizer foreach": ["train.optimizer.params.foreach=true"],
+    "teacher inference_mode": ["train.teacher_inference_mode=true"],
+    "amp bfloat16": ["train.amp={enabled: true, dtype: bfloat16}"],
+    "compile": ["train.compile=true"],
+}
 
 
 # (name, slower variant, faster variant, target or None, what the target means)
@@ -52,6 +67,7 @@ RATIOS = {
     "tat": [("distillkit defaults / hand-written", "distillkit defaults", "hand-written", ("<=", 1.03)),
             ("hand-written / distillkit speed", "hand-written", "distillkit speed", None)],
     "cache": [("live / cached teacher", "live teacher", "cached teacher", None)],
+    "settings": [(f"defaults / {name}", "distillkit defaults", name, None) for name in SETTINGS],
 }
 
 
@@ -84,7 +100,7 @@ def device_name(passthrough: list) -> str:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("job", choices=("kd", "tat", "cache"))
+    parser.add_argument("job", choices=("kd", "tat", "cache", "settings"))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", help="JSON file (default benchmarks/results/<job>-<device>.json)")
     parser.add_argument("--torchdistill-dir", default=os.path.join(HERE, ".torchdistill"))

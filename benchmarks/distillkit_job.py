@@ -3,10 +3,14 @@
 The config's datasets become FakeData with the same training view, validation and test are
 dropped, pretrained weights are off (no download); everything else is the config's own.
 ``--settings defaults`` also removes the config's speed keys (amp, channels_last, compile);
-``--settings speed`` sets channels_last and, on CUDA, bfloat16 autocast.
+``--settings speed`` sets channels_last, the optimizer's ``fused: true`` (where torch.optim has it)
+and, on CUDA, bfloat16 autocast.
 """
+import inspect
 import os
 import sys
+
+import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -20,13 +24,15 @@ def options(parser):
     parser.add_argument("--settings", choices=("defaults", "speed"), default="defaults")
     parser.add_argument("--cache", help="train.teacher_cache.dir (records on the first run, replays later)")
     parser.add_argument("--top-k", type=int, default=10)
-    parser.add_argument("--set", action="append", default=[], help="more key.path=value overrides")
+    parser.add_argument("--set", action="append", default=[], help="key.path=value overrides, applied last")
 
 
 def bench_config(args):
     from distillkit.config import load_config
+    from distillkit.config.overrides import apply_overrides
+    from distillkit.config.validate import validate_config
 
-    config = load_config(args.config, args.set)
+    config = load_config(args.config)
     train = config["train"]
     loader = train["train_data_loader"]
     params = dict(fake_data_params(args), transform_params=transform_steps(args.image_size))
@@ -46,8 +52,13 @@ def bench_config(args):
         train["channels_last"] = True
         if args.device.startswith("cuda"):
             train["amp"] = {"enabled": True, "dtype": "bfloat16"}
+        optimizer = train["optimizer"]
+        if "fused" in inspect.signature(getattr(torch.optim, optimizer["type"])).parameters:
+            optimizer["params"] = dict(optimizer.get("params") or {}, fused=True)
     if args.cache:
         train["teacher_cache"] = {"dir": args.cache, "top_k": args.top_k}
+    apply_overrides(config, args.set)  # after the settings: --set measures one setting on its own
+    validate_config(config)
     return config
 
 

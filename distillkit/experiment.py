@@ -19,7 +19,7 @@ from .engine.amp import AmpSettings
 from .engine.distributed import DistContext, wrap_side
 from .engine.recipe import build_ema, build_mixup
 from .engine.speed import SpeedSettings
-from .engine.teacher_cache import TeacherCache, check_cacheable
+from .engine.teacher_cache import TeacherCache, check_cacheable, weights_fingerprint
 from .data.replay import ReplayPlan
 from .errors import ConfigError, DistillkitError
 from .losses import build_criterion
@@ -190,7 +190,8 @@ def _build(config, ctx, seed, adjust_lr, for_training) -> Experiment:
     if cache_block:
         check_cacheable(config, experiment)
         experiment.teacher_cache = TeacherCache(str(cache_block["dir"]), cache_block.get("top_k", 10), plan.signature,
-                                                len(experiment.train_loader.dataset), ctx)
+                                                len(experiment.train_loader.dataset), ctx,
+                                                weights_fingerprint(experiment.teacher.root))
     return experiment
 
 

@@ -54,7 +54,7 @@ def teacher_ckpt(tmp_path):
     return str(path)
 
 
-def first_epoch(write_yaml, teacher_ckpt, cache=None, name="c.yaml", train_lines=""):
+def first_epoch(write_yaml, teacher_ckpt, cache=None, name="c.yaml", train_lines="", forbid_teacher=False):
     """Train one epoch from seed 0; returns (first-step loss, epoch row, student weights)."""
     text = CONFIG.replace("TEACHER", teacher_ckpt) + train_lines
     if cache is not None:
@@ -62,6 +62,10 @@ def first_epoch(write_yaml, teacher_ckpt, cache=None, name="c.yaml", train_lines
     config = load_config(write_yaml(text, name))
     seed_everything(0)
     experiment = build_experiment(config, seed=0)
+    if forbid_teacher:
+        def no_forward(*args):
+            raise AssertionError("the teacher ran during a replay")
+        experiment.teacher.model.forward = no_forward
     trainer = Trainer(experiment)
     losses = []
     original = trainer.train_step
@@ -112,10 +116,7 @@ def test_first_step_and_epoch_same_live_recorded_and_replayed(write_yaml, teache
     cache = f"{{dir: {tmp_path / 'exact'}, top_k: null}}"
     rec_first, rec_row, rec_weights = first_epoch(write_yaml, teacher_ckpt, cache)
     assert os.path.isfile(tmp_path / "exact" / "epoch_0000.rank0-of-1.pt")
-    # the replay must not use the teacher: give it other weights
-    torch.save({"model": {k: torch.zeros_like(v) for k, v in torch.load(teacher_ckpt)["model"].items()}},
-               teacher_ckpt)
-    rep_first, rep_row, rep_weights = first_epoch(write_yaml, teacher_ckpt, cache)
+    rep_first, rep_row, rep_weights = first_epoch(write_yaml, teacher_ckpt, cache, forbid_teacher=True)
     assert live_first == pytest.approx(rec_first, rel=1e-6) and rec_first == rep_first
     assert live_row["loss"] == pytest.approx(rep_row["loss"], rel=1e-6)
     for key in live_weights:
@@ -145,6 +146,15 @@ def test_record_made_for_another_pipeline_is_refused(write_yaml, teacher_ckpt, t
             first_epoch(write_yaml, teacher_ckpt, cache, name="other.yaml")
     finally:
         CONFIG = saved
+
+
+def test_record_made_with_another_teacher_is_refused(write_yaml, teacher_ckpt, tmp_path):
+    cache = f"{{dir: {tmp_path / 'c'}, top_k: 5}}"
+    first_epoch(write_yaml, teacher_ckpt, cache)
+    torch.save({"model": {k: v + 1 if v.is_floating_point() else v
+                          for k, v in torch.load(teacher_ckpt)["model"].items()}}, teacher_ckpt)
+    with pytest.raises(Exception, match="different teacher"):
+        first_epoch(write_yaml, teacher_ckpt, cache)
 
 
 @pytest.mark.parametrize("change, key", [

@@ -15,6 +15,7 @@ runs both train on this reconstruction, so a replayed step equals the recorded o
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
@@ -73,12 +74,22 @@ class ReplaySampler:
         return len(self.rows) if self.rows is not None else len(self.sampler)
 
 
+def weights_fingerprint(module: torch.nn.Module) -> str:
+    """A SHA-1 of a module's state (names, dtypes, shapes, values): which teacher a record was made with."""
+    digest = hashlib.sha1()
+    for name, tensor in module.state_dict().items():
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+        digest.update(tensor.detach().reshape(-1).cpu().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
 class TeacherCache:
-    def __init__(self, directory: str, top_k: Optional[int], signature: List[str], num_samples: int, ctx):
+    def __init__(self, directory: str, top_k: Optional[int], signature: List[str], num_samples: int, ctx,
+                 teacher: str = ""):
         self.directory = directory
         self.top_k = top_k
         self.meta = {"transform": signature, "num_samples": num_samples, "world_size": ctx.world_size,
-                     "top_k": top_k}
+                     "top_k": top_k, "teacher": teacher}
         self.ctx = ctx
         self.record = None  # the replayed epoch's tensors (on the device)
         self.buffers = {"index": [], "params": [], "values": [], "indices": [], "rest": []}
@@ -112,10 +123,11 @@ class TeacherCache:
         stored = {k: record["meta"].get(k) for k in self.meta}
         if stored != self.meta:
             changed = [k for k in self.meta if stored[k] != self.meta[k]]
+            details = ", ".join(f"{k}: {stored[k]!r} now {self.meta[k]!r}" for k in changed)
             raise DistillkitError(f"teacher cache record {paths[self.ctx.rank]!r} was made with a different "
-                                  f"{', '.join(changed)} ({', '.join(f'{k}: {stored[k]!r} now {self.meta[k]!r}' for k in changed)}); "
-                                  f"its views would not be the ones this config trains on. Point "
-                                  f"train.teacher_cache.dir at a new folder, or delete this one.")
+                                  f"{', '.join(changed)} ({details}); replaying it would not give this run's views "
+                                  f"and teacher outputs. Point train.teacher_cache.dir at a new folder, or delete "
+                                  f"this one.")
         self.classes = int(record["classes"])
         self.record = {k: record[k].to(self.ctx.device) for k in ("values", "indices", "rest")}
         sampler.rows = [(int(i), p.tolist(), row) for row, (i, p) in enumerate(zip(record["index"], record["params"]))]
