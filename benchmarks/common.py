@@ -100,6 +100,20 @@ def peak_memory_mib(device: str) -> dict:
     return result
 
 
+def hand_written_loop(args, optimizer, compute_loss) -> None:
+    """The plain PyTorch training loop of the hand-written jobs: ``compute_loss(images, targets)`` is one step's
+    forward; then zero_grad(set_to_none), backward, step; reports the timing and the last step's loss."""
+    device = torch.device(args.device)
+    timer = StepTimer(args)
+    for images, targets in fake_loader(args):
+        loss = compute_loss(images.to(device, non_blocking=True), targets.to(device, non_blocking=True))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        timer.tick()
+    report("hand-written", args, timer, final_loss=loss.item())
+
+
 def report(variant: str, args, timer: StepTimer, **extra) -> None:
     result = {"variant": variant, "seconds": timer.seconds, "steps": timer.steps,
               "images_per_s": timer.steps * args.batch_size / timer.seconds, **peak_memory_mib(args.device), **extra}

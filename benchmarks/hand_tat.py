@@ -10,7 +10,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from common import StepTimer, fake_loader, parse_args, report
+from common import hand_written_loop, parse_args
 
 
 def embed(channels: int) -> nn.Module:
@@ -32,11 +32,8 @@ def main():
     capture(student.layer4, features, "student")
     parameters = list(student.parameters()) + list(query.parameters()) + list(value.parameters())
     optimizer = torch.optim.AdamW(parameters, lr=0.0016, weight_decay=0.0005)
-    loader = fake_loader(args)
-    timer = StepTimer(args)
-    for images, targets in loader:
-        images = images.to(device, non_blocking=True)
-        targets = targets.to(device, non_blocking=True)
+
+    def compute_loss(images, targets):
         with torch.no_grad():
             teacher(images)
         logits = student(images)
@@ -45,12 +42,9 @@ def main():
         k = target.flatten(2)                                        # (b, c, hw)
         v = value(features["student"]).flatten(2).transpose(1, 2)
         out = torch.bmm(torch.bmm(q, k).softmax(dim=-1), v).transpose(1, 2).reshape(target.shape)
-        loss = 0.1 * F.cross_entropy(logits, targets) + 0.2 * F.mse_loss(out, target)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        timer.tick()
-    report("hand-written", args, timer, final_loss=loss.item())
+        return 0.1 * F.cross_entropy(logits, targets) + 0.2 * F.mse_loss(out, target)
+
+    hand_written_loop(args, optimizer, compute_loss)
 
 
 if __name__ == "__main__":
