@@ -39,8 +39,7 @@ def bench_config(args):
     config["datasets"] = {"fake": {"type": "FakeData", "splits": {"train": {"dataset_id": loader["dataset_id"],
                                                                              "params": params}}}}
     loader.update(batch_size=args.batch_size, num_workers=args.workers, random_sample=True)
-    for key in ("val_data_loader",):
-        train.pop(key, None)
+    train.pop("val_data_loader", None)
     config.pop("test", None)
     train["num_epochs"] = 1
     for role in ("teacher_model", "student_model"):

@@ -56,8 +56,13 @@ class ResumableSampler(Sampler):
     def skip_next(self, count: int) -> None:
         self.skip = int(count)
 
-    def __iter__(self):
+    def take_skip(self) -> int:
+        """The count set by :meth:`skip_next`, once: the pass after it starts from the beginning again."""
         skip, self.skip = self.skip, 0
+        return skip
+
+    def __iter__(self):
+        skip = self.take_skip()
         for position, index in enumerate(self.sampler):
             if position >= skip:
                 yield index

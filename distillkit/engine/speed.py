@@ -11,7 +11,8 @@ benchmarks/README.md gives what each one measured; all are off by default.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Optional
 
 import torch
 
@@ -21,28 +22,22 @@ from ..errors import ConfigError
 @dataclass
 class SpeedSettings:
     channels_last: bool = False
-    compile: dict = field(default_factory=dict)  # torch.compile keyword arguments; empty = no compile
-    compiled: bool = False
+    compile: Optional[dict] = None  # torch.compile keyword arguments; None = no compile
     teacher_inference_mode: bool = False
 
     @classmethod
     def from_train_block(cls, train: dict) -> "SpeedSettings":
         compile_block = train.get("compile")
         if compile_block in (None, False):
-            options, compiled = {}, False
+            options = None
         elif compile_block is True:
-            options, compiled = {}, True
+            options = {}
         elif isinstance(compile_block, dict):
-            options, compiled = dict(compile_block), True
+            options = dict(compile_block)
         else:
             raise ConfigError(f"expected true, false or torch.compile options such as {{mode: max-autotune}}, "
                               f"found {compile_block!r}.", key_path="train.compile")
-        return cls(bool(train.get("channels_last", False)), options, compiled,
-                   bool(train.get("teacher_inference_mode", False)))
-
-    @property
-    def memory_format(self):
-        return torch.channels_last if self.channels_last else torch.contiguous_format
+        return cls(bool(train.get("channels_last", False)), options, bool(train.get("teacher_inference_mode", False)))
 
     def prepare_side(self, side) -> None:
         """Memory format, inference mode and compilation of one ModelSide (before DDP wraps it)."""
@@ -50,7 +45,7 @@ class SpeedSettings:
             side.to(memory_format=torch.channels_last)
         if side.is_teacher:
             side.inference_mode = self.teacher_inference_mode
-        if self.compiled:
+        if self.compile is not None:
             side.root.compile(**self.compile)
 
     def to_device(self, images: torch.Tensor, device) -> torch.Tensor:

@@ -67,8 +67,7 @@ class ReplaySampler:
         if self.rows is None:
             yield from self.sampler
             return
-        skip, self.sampler.skip = self.sampler.skip, 0
-        yield from self.rows[skip:]
+        yield from self.rows[self.sampler.take_skip():]
 
     def __len__(self) -> int:
         return len(self.rows) if self.rows is not None else len(self.sampler)

@@ -36,7 +36,7 @@ def check_config(config_path: str, overrides=(), device: str = None) -> str:
     config = load_config(config_path, overrides)
     experiment = build_experiment(config, ctx, for_training=True)
     images, targets, *extras = next(iter(experiment.train_loader))
-    images, targets = images.to(ctx.device), targets.to(ctx.device)
+    images, targets = experiment.speed.to_device(images, ctx.device), targets.to(ctx.device)
     if experiment.mixup is not None:
         images, targets = experiment.mixup(images, targets)
     trainer = Trainer(experiment)  # no run directory: it writes nothing
