@@ -67,7 +67,7 @@ class ModelSide(nn.Module):
     @property
     def model(self) -> nn.Module:
         """The plain model (without special module): what a student checkpoint holds."""
-        return self.root.model if self.has_special else self.root
+        return self.root.base_model if self.has_special else self.root
 
     @property
     def special(self) -> Optional[nn.Module]:

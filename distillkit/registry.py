@@ -8,9 +8,14 @@ miss raises :class:`~distillkit.errors.ConfigError` with the nearest names.
 """
 from __future__ import annotations
 
+import warnings
 from typing import Callable, Dict, Iterable, Optional, Tuple
 
 from .errors import ConfigError, nearest_names
+
+
+def _describe(obj) -> str:
+    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
 
 
 class Registry:
@@ -19,27 +24,38 @@ class Registry:
     Build contract, by registry:
 
     * ``LOSSES``: org terms are called ``crit(student_output, teacher_output, targets)``,
-      sub terms ``crit(student_io_dict, teacher_io_dict, targets)``; both built as
-      ``cls(**params)``.
+      sub terms ``crit(student_io_dict, teacher_io_dict, targets)`` (plus ``supp_dict=`` when their
+      ``forward`` accepts it: the extra tensors a dataset wrapper returns); both built as
+      ``cls(**params)``.  ``register_loss(term='org' | 'sub')`` declares which; a term placed
+      on the other side of the criterion is refused when the criterion is built.
     * ``MODELS``: ``fn(**params) -> nn.Module``.
     * ``DATASETS``: ``cls(**params, transform=..., target_transform=...)``.
-    * ``SPECIAL_MODULES``: ``cls(model, is_teacher, **params)`` with ``post_forward(io_dict)``.
+    * ``SPECIAL_MODULES``: ``cls(model, is_teacher, **params)`` with ``post_forward(io_dict)``
+      (see :class:`distillkit.models.special.SpecialModule`).
+    * ``OPTIMIZERS``: ``cls(parameters, **params)``; ``SCHEDULERS``: ``cls(optimizer, **params)``.
     * ``TRANSFORMS``: ``cls(**params)``, a callable on one sample.
     """
 
-    def __init__(self, name: str, doc: str = ""):
+    def __init__(self, name: str):
         self.name = name
-        self.doc = doc
         self._table: Dict[str, Callable] = {}
+        self._meta: Dict[str, dict] = {}
 
-    def register(self, obj: Optional[Callable] = None, name: Optional[str] = None):
-        """Register ``obj`` under ``name`` (default: its ``__name__``)."""
+    def register(self, obj: Optional[Callable] = None, name: Optional[str] = None, **meta):
+        """Register ``obj`` under ``name`` (default: its ``__name__``), with optional ``meta`` facts.
+
+        A name registered again by another object warns, naming both; the newer one wins."""
         if isinstance(obj, str):  # @register_x("Name")
             obj, name = None, obj
 
         def add(target: Callable) -> Callable:
             key = name or target.__name__
+            old = self._table.get(key)
+            if old is not None and old is not target and _describe(old) != _describe(target):
+                warnings.warn(f"{self.name} {key!r} registered twice: {_describe(target)} replaces "
+                              f"{_describe(old)}.", stacklevel=3)
             self._table[key] = target
+            self._meta[key] = dict(meta)
             return target
 
         return add if obj is None else add(obj)
@@ -50,8 +66,9 @@ class Registry:
     def __getitem__(self, name: str) -> Callable:
         return self._table[name]
 
-    def get(self, name: str) -> Optional[Callable]:
-        return self._table.get(name)
+    def meta(self, name: str) -> dict:
+        """The facts ``name`` was registered with (empty for fallbacks and unregistered names)."""
+        return self._meta.get(name, {})
 
     def names(self) -> Iterable[str]:
         return sorted(self._table)
@@ -93,9 +110,25 @@ MODELS = Registry("model")
 DATASETS = Registry("dataset type")
 SPECIAL_MODULES = Registry("special module")
 TRANSFORMS = Registry("transform")
+OPTIMIZERS = Registry("optimizer")
+SCHEDULERS = Registry("scheduler")
+DATASET_WRAPPERS = Registry("dataset wrapper")
 
-register_loss = LOSSES.register
+LOSS_TERMS = ("org", "sub")
+
+
+def register_loss(obj: Optional[Callable] = None, name: Optional[str] = None, *, term: Optional[str] = None):
+    """Register a loss term; ``term='org'`` (called on model outputs) or ``'sub'`` (on io_dicts) declares
+    where it belongs in a GeneralizedCustomLoss, so a misplaced term fails when the criterion is built."""
+    if term not in LOSS_TERMS + (None,):
+        raise ValueError(f"register_loss(term=...) must be one of {LOSS_TERMS} or None, not {term!r}")
+    return LOSSES.register(obj, name, term=term)
+
+
 register_model = MODELS.register
 register_dataset = DATASETS.register
 register_special_module = SPECIAL_MODULES.register
 register_transform = TRANSFORMS.register
+register_optimizer = OPTIMIZERS.register
+register_scheduler = SCHEDULERS.register
+register_dataset_wrapper = DATASET_WRAPPERS.register

@@ -19,7 +19,7 @@ def soft_cross_entropy(logits, targets, label_smoothing: float = 0.0):
     return F.cross_entropy(logits, targets, label_smoothing=label_smoothing)
 
 
-@register_loss
+@register_loss(term="org")
 class DeiTDistillationLoss(nn.Module):
     """DeiT distillation through the distillation token (Touvron et al., 2021).
 

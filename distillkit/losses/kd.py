@@ -10,7 +10,7 @@ from torch import nn
 from ..registry import register_loss
 
 
-@register_loss
+@register_loss(term="org")
 class KDLoss(nn.Module):
     """Knowledge distillation (Hinton et al., 2015), torchdistill's ``KDLoss`` semantics.
 

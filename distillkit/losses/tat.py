@@ -68,7 +68,7 @@ def read_pair(student_io, teacher_io, pair: dict, where: str):
     return (student[1], student[2]), (teacher[0], teacher[1])
 
 
-@register_loss
+@register_loss(term="sub")
 class MaskedFM(nn.Module):
     """TaT feature matching (Lin et al., CVPR 2022), as the released code computes it.
 

@@ -51,7 +51,7 @@ def anchor_point_loss(q, k, v, t, anchor_grid: Sequence[int], heads: int = 1):
     return _per_sample_mse(out, pooled[3])
 
 
-@register_loss
+@register_loss(term="sub")
 class TaTSegmentationLoss(nn.Module):
     """TaT for large maps (Lin et al., CVPR 2022): patch-group and anchor-point distillation.
 

@@ -1,9 +1,11 @@
 """The base of special modules: trainable layers that sit beside a model.
 
-A special module wraps its model as ``self.model`` (so hook paths read
-``model.layer4``), runs it in ``forward``, and in ``post_forward(io_dict)`` runs
-its own layers on the features the hooks captured.  Hooks on its own layers
-(``embed_dict.query``) put their outputs in the same io_dict.
+A special module wraps its model (as ``self.model``, or under the attribute named by
+``model_attr``, e.g. torchdistill's ``student_model``, so a config's hook paths read
+``model.layer4`` / ``student_model.layer4`` exactly as they do in torchdistill), runs it
+in ``forward``, and in ``post_forward(io_dict)`` runs its own layers on the features the
+hooks captured.  Hooks on its own layers (``embed_dict.query``) put their outputs in the
+same io_dict.
 """
 from __future__ import annotations
 
@@ -11,15 +13,22 @@ from torch import nn
 
 
 class SpecialModule(nn.Module):
-    """Built as ``cls(model=model, is_teacher=bool, **params)``."""
+    """Built as ``cls(model, is_teacher, **params)``; the wrapped model lives at ``self.<model_attr>``."""
+
+    model_attr = "model"
 
     def __init__(self, model: nn.Module, is_teacher: bool = False):
         super().__init__()
-        self.model = model
+        setattr(self, self.model_attr, model)
         self.is_teacher = is_teacher
 
+    @property
+    def base_model(self) -> nn.Module:
+        """The wrapped model itself: what a checkpoint of this side's model holds."""
+        return getattr(self, self.model_attr)
+
     def forward(self, x):
-        return self.model(x)
+        return self.base_model(x)
 
     def required_io(self):
         """``[(path, 'input' | 'output'), ...]`` that ``post_forward`` reads; ModelSide hooks them."""
