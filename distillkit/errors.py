@@ -31,6 +31,18 @@ def nearest_names(name: str, candidates: Iterable[str], n: int = 5) -> list:
     return found
 
 
+class CheckpointError(DistillkitError):
+    """A checkpoint that is missing, unreadable, or does not fit its model."""
+
+
+class UnhookedPathError(DistillkitError):
+    """A loss reads a module path that no forward hook captured."""
+
+
+class ShapeMismatchError(DistillkitError):
+    """Features that a loss pairs up (or a model and its loss) do not have compatible shapes."""
+
+
 class ConfigError(DistillkitError):
     """A problem with a config value, located by file, line and key path."""
 

@@ -6,6 +6,7 @@ the file it came from and the line of every key, so that later errors can say
 """
 from __future__ import annotations
 
+import logging
 import os
 from typing import Dict, Iterable, Optional, Tuple
 
@@ -15,6 +16,9 @@ from ..errors import ConfigError
 from .overrides import apply_overrides
 from .paths import join_path
 from .tags import make_loader_class
+from .validate import validate_config
+
+logger = logging.getLogger(__name__)
 
 
 class Config(dict):
@@ -40,37 +44,107 @@ class Config(dict):
         return None
 
 
-def _key_lines(node, prefix: str, lines: Dict[str, int]) -> None:
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            if isinstance(key_node, yaml.ScalarNode):
-                path = join_path(prefix, key_node.value)
-                lines.setdefault(path, key_node.start_mark.line + 1)
-                _key_lines(value_node, path, lines)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            path = join_path(prefix, index)
-            lines.setdefault(path, item.start_mark.line + 1)
-            _key_lines(item, path, lines)
+MAX_EXPANDED_NODES = 1_000_000  # values a config may hold once its aliases are expanded
 
 
-def load_yaml_file(path: str) -> Tuple[object, Dict[str, int]]:
-    """Parse ``path`` with distillkit's tags; returns (data, {key path: line})."""
+def _expanded_sizes(root) -> Dict[int, int]:
+    """How many nodes each node stands for once aliases are expanded, computed once per node (linear time)."""
+    sizes: Dict[int, int] = {}
+    stack = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if id(node) in sizes:
+            continue
+        children = ([n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode)
+                    else list(node.value) if isinstance(node, yaml.SequenceNode) else [])
+        if children_done or not children:
+            sizes[id(node)] = 1 + sum(sizes.get(id(c), 0) for c in children)
+        else:
+            stack.append((node, True))
+            stack.extend((c, False) for c in children if id(c) not in sizes)
+    return sizes
+
+
+def _key_lines(root, lines: Dict[str, int]) -> None:
+    """``{key path: line}`` of every key written in the file; an alias is not walked again."""
+    seen = set()
+    stack = [(root, "")]
+    while stack:
+        node, prefix = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            items = [(k.value, v, k) for k, v in node.value if isinstance(k, yaml.ScalarNode)]
+        elif isinstance(node, yaml.SequenceNode):
+            items = [(index, item, item) for index, item in enumerate(node.value)]
+        else:
+            continue
+        for key, value, mark_node in items:
+            path = join_path(prefix, key)
+            lines.setdefault(path, mark_node.start_mark.line + 1)
+            stack.append((value, path))
+
+
+def _read_text(path: str) -> str:
     if not os.path.isfile(path):
         raise ConfigError(f"config file not found: {path!r} (looked from {os.getcwd()}).",
                           hint="Check the path, or run from the directory the path is relative to.")
-    with open(path, encoding="utf-8") as handle:
-        text = handle.read()
-    loader_cls = make_loader_class()
+    with open(path, "rb") as handle:
+        data = handle.read()
+    nul = data.find(b"\0")
+    if nul >= 0:
+        raise ConfigError(f"{path!r} is not a text file (it holds a NUL byte at offset {nul}); a config is a "
+                          f"YAML text file.", file=path)
     try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise ConfigError(f"the file is not valid UTF-8: byte {data[exc.start]:#04x} at offset {exc.start} "
+                          f"({exc.reason}). Save it as UTF-8.", file=path, line=line) from exc
+
+
+def _include_constructor(including: Tuple[str, ...]):
+    def include(loader, node):
+        relative = loader.construct_scalar(node)
+        base = os.path.dirname(os.path.abspath(loader.source_file))
+        target = os.path.abspath(os.path.join(base, relative))
+        if target in including:
+            chain = " -> ".join(list(including[including.index(target):]) + [target])
+            raise ConfigError(f"!include {relative!r} includes a file that is already being loaded: {chain}.",
+                              line=node.start_mark.line + 1, hint="Remove the !include that closes the cycle.")
+        top_folder = os.path.dirname(including[0])
+        if os.path.commonpath([top_folder, target]) != top_folder:
+            logger.info("config %s includes %s, from outside the config's folder %s", loader.source_file, target,
+                        top_folder)
+        return load_yaml_file(target, including)[0]
+
+    return include
+
+
+def load_yaml_file(path: str, including: Tuple[str, ...] = ()) -> Tuple[object, Dict[str, int]]:
+    """Parse ``path`` with distillkit's tags; returns (data, {key path: line}).
+
+    ``including``: the files (absolute paths) whose ``!include`` led here, outermost first."""
+    text = _read_text(path)
+    including = tuple(including) + (os.path.abspath(path),)
+    loader_cls = make_loader_class([("!include", _include_constructor(including))])
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        lines: Dict[str, int] = {}
+        if root is not None:
+            size = _expanded_sizes(root)[id(root)]
+            if size > MAX_EXPANDED_NODES:
+                raise ConfigError(f"the YAML expands to {size:,} values through its aliases (more than "
+                                  f"{MAX_EXPANDED_NODES:,}); is an alias (*name) repeated inside the anchor it "
+                                  f"refers to, many levels deep?", file=path)
+            _key_lines(root, lines)
         loader = loader_cls(text)
         loader.source_file = path
         try:
             data = loader.get_single_data()
         finally:
             loader.dispose()
-        lines: Dict[str, int] = {}
-        _key_lines(yaml.compose(text, Loader=yaml.SafeLoader), "", lines)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -96,7 +170,5 @@ def load_config(path: str, overrides: Iterable[str] = (), validate: bool = True)
     config = Config(data, file=path, lines=lines)
     apply_overrides(config, overrides)
     if validate:
-        from .validate import validate_config
-
         validate_config(config)
     return config

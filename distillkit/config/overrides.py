@@ -7,7 +7,8 @@ import yaml
 
 from ..errors import ConfigError, nearest_names
 from .paths import split_path
-from .validate import is_known_key
+from .schema import is_known_key
+from .tags import parse_value
 
 
 def parse_override(text: str):
@@ -17,7 +18,7 @@ def parse_override(text: str):
         raise ConfigError(f"an override must look like key.path=value, found {text!r}.",
                           key_path="--set", hint="Example: --set train.num_epochs=3")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = parse_value(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
     return split_path(key.strip()), value

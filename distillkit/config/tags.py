@@ -1,15 +1,18 @@
-"""The YAML tags of the torchdistill config format, plus ``!include``.
+"""The YAML tags of the torchdistill config format, and numbers as people write them.
 
 * ``!join [a, b, ...]``: the items' strings concatenated (``!join [*root, '/train']``).
 * ``!pathjoin [a, b, ...]``: ``os.path.join`` of the items.
 * ``!import_get {key: 'pkg.mod.attr'}`` (or ``!import_get 'pkg.mod.attr'``): that attribute.
 * ``!import_call {key: 'pkg.mod.fn', init: {args: [...], kwargs: {...}}}``: the result of calling it.
-* ``!include 'other.yaml'``: the other file's content, relative to the including file.
+
+``5e-4`` and ``1e6`` are floats (YAML 1.2), not the strings YAML 1.1 makes of them.
+``!include`` is defined where files are loaded (:mod:`distillkit.config.loader`).
 """
 from __future__ import annotations
 
 import importlib
 import os
+import re
 
 import yaml
 
@@ -66,21 +69,27 @@ def _import_call(loader, node):
     return fn(*(init.get("args") or []), **(init.get("kwargs") or {}))
 
 
-def _include(loader, node):
-    from .loader import load_yaml_file  # local import: loader imports this module
-
-    relative = loader.construct_scalar(node)
-    base = os.path.dirname(getattr(loader, "source_file", "") or ".")
-    return load_yaml_file(os.path.join(base, relative))[0]
+# YAML 1.1 wants a dot in a float ("5.0e-4"); YAML 1.2 and Python read "5e-4" and "1e6" as floats.
+FLOAT_WITHOUT_DOT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
 
 
-def make_loader_class():
-    """A SafeLoader subclass that knows the tags above."""
+def make_loader_class(extra_constructors=()):
+    """A SafeLoader subclass that knows the tags above (and ``extra_constructors``: ``(tag, fn)`` pairs)."""
 
     class ConfigLoader(yaml.SafeLoader):
         source_file = None
 
+    ConfigLoader.add_implicit_resolver("tag:yaml.org,2002:float", FLOAT_WITHOUT_DOT, list("-+0123456789."))
     for tag, fn in (("!join", _join), ("!pathjoin", _pathjoin), ("!import_get", _import_get),
-                    ("!import_call", _import_call), ("!include", _include)):
+                    ("!import_call", _import_call)) + tuple(extra_constructors):
         ConfigLoader.add_constructor(tag, fn)
     return ConfigLoader
+
+
+def parse_value(text: str):
+    """One ``--set`` value, read as the config file would read it (numbers, lists, tags)."""
+    loader = make_loader_class()(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()

@@ -17,7 +17,7 @@ from ..registry import LOSSES
 from ..utils import call_with_params
 from .composite import GeneralizedCustomLoss
 from .features import select_features
-from .tat import ShapeMismatchError
+from ..errors import ShapeMismatchError
 
 
 class OrgTermAdapter(nn.Module):

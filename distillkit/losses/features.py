@@ -1,11 +1,7 @@
 """Reading features out of an io_dict, with errors that name the missing path."""
 from __future__ import annotations
 
-from ..errors import DistillkitError, nearest_names
-
-
-class UnhookedPathError(DistillkitError):
-    """A loss reads a module path that no forward hook captured."""
+from ..errors import UnhookedPathError, nearest_names
 
 
 def select_features(io_dict: dict, path, io: str = "output", side: str = "student", reader: str = "loss"):

@@ -6,13 +6,9 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from ..errors import DistillkitError
+from ..errors import ShapeMismatchError
 from ..registry import register_loss
 from .features import select_features
-
-
-class ShapeMismatchError(DistillkitError):
-    """Features that a loss pairs up do not have compatible shapes."""
 
 
 def check_qkvt(q, k, v, t, heads: int, where: str) -> None:

@@ -12,11 +12,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from ..errors import DistillkitError
-
-
-class CheckpointError(DistillkitError):
-    """A checkpoint that is missing, unreadable, or does not fit its model."""
+from ..errors import CheckpointError
 
 
 def save_atomic(obj, path: str) -> None:

@@ -1,0 +1,253 @@
+"""The config schema, and the typed settings it parses into.
+
+Each block of the config that the engine reads (``train``, a loader, a side, ...) is a
+:class:`Section`: a dataclass whose fields *are* the schema.  A field's metadata says its
+kind (``str``, ``int``, ``number``, ``bool``, ``list``, ``mapping``, ``any`` or a nested
+Section), whether it is required, its default and its smallest valid value.
+``Section.parse(block, key_path)`` checks the block and returns the typed object, so
+consumers read ``settings.train.num_epochs`` instead of ``dict.get`` with a default of
+their own.  A new key is one field here plus its consumer.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from ..errors import ConfigError, nearest_names
+from .paths import join_path
+
+logger = logging.getLogger(__name__)
+
+_TYPES = {"mapping": (dict,), "list": (list, tuple), "str": (str,), "bool": (bool,), "int": (int,),
+          "number": (int, float)}
+MAX_INT_DIGITS = 18  # larger integers are typos (a 5,000-digit batch size), refused before anything is built
+
+
+def setting(kind, default=None, *, required: bool = False, min=None, factory=None, doc: str = ""):
+    """A schema field: ``kind`` as above, ``default`` when absent, ``min`` the smallest valid value."""
+    metadata = {"kind": kind, "required": required, "min": min, "doc": doc}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    if isinstance(kind, type) and issubclass(kind, Section) and default is None and not required:
+        return field(default=None, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def _kind_label(kind) -> str:
+    return "mapping" if isinstance(kind, type) else kind
+
+
+def _check_value(value, kind, minimum, key_path: str):
+    label = _kind_label(kind)
+    if label == "any":
+        return value
+    if isinstance(value, bool) and label in ("int", "number") or not isinstance(value, _TYPES[label]):
+        shown = repr(value) if len(repr(value)) < 80 else f"{repr(value)[:60]}... ({len(repr(value))} characters)"
+        raise ConfigError(f"expected a {label}, found {type(value).__name__} {shown}.", key_path=key_path)
+    if label in ("int", "number"):
+        if isinstance(value, int) and len(str(abs(value))) > MAX_INT_DIGITS:
+            raise ConfigError(f"expected a {label} of at most {MAX_INT_DIGITS} digits, found one of "
+                              f"{len(str(abs(value)))} digits.", key_path=key_path)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"expected a finite {label}, found {value!r}.", key_path=key_path)
+        if minimum is not None and value < minimum:
+            raise ConfigError(f"expected a {label} >= {minimum}, found {value!r}.", key_path=key_path)
+    return value
+
+
+@dataclass
+class Section:
+    """A config block as typed attributes; ``raw`` keeps the block as written, ``key_path`` where it is."""
+
+    raw: dict = field(default_factory=dict, repr=False, compare=False, metadata={"internal": True})
+    key_path: str = field(default="", repr=False, compare=False, metadata={"internal": True})
+
+    @classmethod
+    def schema_fields(cls) -> Dict[str, dataclasses.Field]:
+        return {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
+
+    @classmethod
+    def parse(cls, block: Optional[dict], key_path: str) -> "Section":
+        """Check ``block`` against the fields and return the settings; errors name the key path."""
+        block = {} if block is None else block
+        if not isinstance(block, dict):
+            raise ConfigError(f"expected a mapping, found {type(block).__name__} {block!r}.", key_path=key_path)
+        fields = cls.schema_fields()
+        values = {}
+        for name, spec in fields.items():
+            path = join_path(key_path, name)
+            kind, required = spec.metadata["kind"], spec.metadata["required"]
+            value = block.get(name)
+            if value is None:
+                if required:
+                    raise cls._missing(block, name, key_path)
+                if isinstance(kind, type) and spec.default_factory is not dataclasses.MISSING:
+                    values[name] = kind.parse(None, path)
+                continue
+            value = _check_value(value, kind, spec.metadata["min"], path)
+            values[name] = kind.parse(value, path) if isinstance(kind, type) else value
+        for name in block:
+            if name not in fields:
+                cls._unknown(name, key_path)
+        return cls(raw=block, key_path=key_path, **values)
+
+    @classmethod
+    def _missing(cls, block: dict, name: str, key_path: str) -> ConfigError:
+        fields = cls.schema_fields()
+        extra = [k for k in block if k not in fields]
+        close = nearest_names(name, extra, n=1)
+        where = f" under {key_path!r}." if key_path else " at the top level."
+        if close:
+            return ConfigError(f"the required key {join_path(key_path, name)!r} is missing; found {close[0]!r}: did "
+                               f"you mean {name!r}?", key_path=join_path(key_path, close[0]))
+        return ConfigError(f"the required key {name!r} is missing{where}", key_path=join_path(key_path, name),
+                           hint=REQUIRED_HINTS.get(join_path(key_path, name), ""))
+
+    @classmethod
+    def _unknown(cls, name: str, key_path: str) -> None:
+        close = [c for c in nearest_names(name, cls.schema_fields(), n=3) if c != name]
+        if close:
+            raise ConfigError(f"unknown key {name!r}.", key_path=join_path(key_path, name), candidates=close)
+        logger.debug("config key %s is not one distillkit reads; it is kept but ignored", join_path(key_path, name))
+
+    def get(self, name: str, default=None):
+        """The value as written in the block (for keys outside the schema, such as a plugin's own)."""
+        return self.raw.get(name, default)
+
+
+REQUIRED_HINTS = {
+    "datasets": "Declare datasets.<name>.{type, splits.<split>.{dataset_id, params}}.",
+    "models": "Declare models.student_model (and models.teacher_model to distil).",
+    "train.criterion": "For plain training: criterion: {type: GeneralizedCustomLoss, org_term: "
+                       "{criterion: {type: CrossEntropyLoss}, factor: 1.0}}.",
+}
+
+
+@dataclass
+class LoaderSettings(Section):
+    dataset_id: str = setting("str", required=True)
+    random_sample: Optional[bool] = setting("bool")
+    batch_size: int = setting("int", required=True, min=1)
+    num_workers: int = setting("int", 0, min=0)
+    cache_output: Any = setting("any")
+    pin_memory: Optional[bool] = setting("bool")
+    drop_last: bool = setting("bool", False)
+    persistent_workers: bool = setting("bool", False)
+    prefetch_factor: Optional[int] = setting("int", min=1)
+    repeated_aug: int = setting("int", 0, min=0)
+
+
+@dataclass
+class ModelSettings(Section):
+    name: str = setting("str", required=True)
+    params: dict = setting("mapping", factory=dict)
+    experiment: Optional[str] = setting("str")
+    ckpt: Optional[str] = setting("str")
+    repo_or_dir: Optional[str] = setting("str")
+
+
+@dataclass
+class SideSettings(Section):
+    """``train.teacher`` / ``train.student``: how a model becomes one side of distillation."""
+    sequential: list = setting("list", factory=list)
+    special: Optional[dict] = setting("mapping")
+    forward_hook: dict = setting("mapping", factory=dict)
+    wrapper: Optional[str] = setting("str")
+    requires_grad: Optional[bool] = setting("bool")  # None: the teacher frozen, the student trainable
+    frozen_modules: list = setting("list", factory=list)
+    adaptations: Any = setting("any")
+    find_unused_parameters: bool = setting("bool", False)
+    sync_bn: bool = setting("bool", False)
+
+
+@dataclass
+class TypedBlock(Section):
+    type: str = setting("str", required=True)
+    params: dict = setting("mapping", factory=dict)
+
+
+@dataclass
+class SchedulerSettings(TypedBlock):
+    scheduling_step: int = setting("int", 0, min=0)
+
+
+@dataclass
+class CriterionSettings(Section):
+    type: str = setting("str", required=True)
+    params: dict = setting("mapping", factory=dict)
+    org_term: Optional[dict] = setting("mapping")
+    sub_terms: Optional[dict] = setting("mapping")
+
+
+@dataclass
+class AmpBlock(Section):
+    enabled: bool = setting("bool", False)
+    dtype: str = setting("str", "bfloat16")
+
+
+@dataclass
+class TeacherCacheSettings(Section):
+    dir: str = setting("str", required=True)
+    top_k: Optional[int] = setting("int", 10, min=1)
+
+
+@dataclass
+class BestMetricSettings(Section):
+    """Which epoch's weights are "best": ``name`` of a metrics.jsonl column and ``mode``."""
+    name: Optional[str] = setting("str")  # default: val_top1 with a validation loader, else loss
+    mode: Optional[str] = setting("str")  # default: max for accuracies, min for losses
+
+
+@dataclass
+class TrainSettings(Section):
+    log_freq: int = setting("int", 100, min=1)
+    num_epochs: int = setting("int", required=True, min=0)
+    train_data_loader: LoaderSettings = setting(LoaderSettings, required=True)
+    val_data_loader: Optional[LoaderSettings] = setting(LoaderSettings)
+    teacher: SideSettings = setting(SideSettings, factory=SideSettings)
+    student: SideSettings = setting(SideSettings, factory=SideSettings)
+    optimizer: TypedBlock = setting(TypedBlock, required=True)
+    scheduler: Optional[SchedulerSettings] = setting(SchedulerSettings)
+    criterion: CriterionSettings = setting(CriterionSettings, required=True)
+    apex: Optional[dict] = setting("mapping")
+    amp: AmpBlock = setting(AmpBlock, factory=AmpBlock)
+    clip_grad_norm: Optional[float] = setting("number", min=0)
+    adjust_lr: bool = setting("bool", False)
+    mixup: Optional[dict] = setting("mapping")
+    model_ema: Optional[dict] = setting("mapping")
+    keep_last_checkpoints: int = setting("int", 2, min=1)
+    skip_nonfinite: int = setting("int", 0, min=0)
+    channels_last: bool = setting("bool", False)
+    compile: Any = setting("any")
+    teacher_inference_mode: bool = setting("bool", False)
+    teacher_cache: Optional[TeacherCacheSettings] = setting(TeacherCacheSettings)
+    best_metric: BestMetricSettings = setting(BestMetricSettings, factory=BestMetricSettings)
+
+
+@dataclass
+class EvaluationSettings(Section):
+    test_data_loader: Optional[LoaderSettings] = setting(LoaderSettings)
+
+
+@dataclass
+class RunSettings(Section):
+    """The whole config: ``datasets`` and ``models`` are read by their builders, ``train`` and ``test`` here."""
+    datasets: dict = setting("mapping", required=True)
+    models: dict = setting("mapping", required=True)
+    train: TrainSettings = setting(TrainSettings, required=True)
+    test: EvaluationSettings = setting(EvaluationSettings, factory=EvaluationSettings)
+    imports: List[str] = setting("list", factory=list)
+
+
+def is_known_key(parts) -> bool:
+    """Whether the key path ``parts`` (e.g. ``['train', 'compile']``) is one the schema declares."""
+    section = RunSettings
+    for depth, part in enumerate(parts):
+        fields = section.schema_fields() if isinstance(section, type) and issubclass(section, Section) else None
+        if not fields or part not in fields:
+            return False
+        section = fields[part].metadata["kind"]
+    return True
