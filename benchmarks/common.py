@@ -118,3 +118,25 @@ def report(variant: str, args, timer: StepTimer, **extra) -> None:
     result = {"variant": variant, "seconds": timer.seconds, "steps": timer.steps,
               "images_per_s": timer.steps * args.batch_size / timer.seconds, **peak_memory_mib(args.device), **extra}
     print("BENCH_RESULT " + json.dumps(result), flush=True)
+
+
+def make_jpeg_folder(root: str, count: int = 256, classes: int = 4, quality: int = 90, seed: int = 0) -> str:
+    """An ImageFolder of ``count`` JPEGs at ImageNet's typical sizes (70 % 500x375, 20 % 375x500, 10 % 500x333),
+    quality ``quality``: smooth colour fields with fine texture, ~80-110 kB each as ImageNet's are."""
+    import os
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    sizes = [(500, 375)] * 7 + [(375, 500)] * 2 + [(500, 333)]
+    for k in range(count):
+        width, height = sizes[k % len(sizes)]
+        folder = os.path.join(root, f"class{k % classes:02d}")
+        os.makedirs(folder, exist_ok=True)
+        coarse = rng.integers(0, 256, (height // 24 + 2, width // 24 + 2, 3), dtype=np.uint8)
+        base = np.asarray(Image.fromarray(coarse).resize((width, height), Image.BICUBIC), dtype=np.int16)
+        texture = rng.normal(0, 14, (height, width, 1)) + rng.normal(0, 6, (height, width, 3))
+        pixels = np.clip(base + texture, 0, 255).astype(np.uint8)
+        Image.fromarray(pixels).save(os.path.join(folder, f"{k:05d}.jpg"), quality=quality)
+    return root

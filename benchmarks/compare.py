@@ -4,6 +4,7 @@
     python benchmarks/compare.py tat    # hand-written, distillkit defaults, distillkit speed
     python benchmarks/compare.py cache  # distillkit live teacher vs replayed teacher cache
     python benchmarks/compare.py settings  # the KD job with each speed setting alone vs defaults
+    python benchmarks/compare.py input  # images/s per core: torchvision's ImageFolder vs decode: fast, TarShards
 
 Arguments after the job go to every variant (--device, --batch-size, --image-size, --warmup,
 --steps, --workers).  Prints the ratios and the targets, writes everything as JSON (--out).
@@ -12,6 +13,7 @@ torchdistill is pip-installed into --torchdistill-dir for this benchmark only.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -27,8 +29,37 @@ ROOT = os.path.dirname(HERE)
 TAT_CONFIG = "configs/ilsvrc2012/tat/resnet18_from_resnet34_attn.yaml"
 
 
-def variants(job: str, cache_dir: str) -> dict:
+def input_variants(device: str) -> dict:
+    """The input job: torchvision's default path, each distillkit option (input_job.py)."""
+    from distillkit.data import jpeg
+
+    names = {"torchvision ImageFolder (PIL)": "torchvision",
+             "decode: fast (torchvision dec.)": "fast-torchvision", "decode: fast (PIL draft)": "fast-pil"}
+    if "simplejpeg" in jpeg.available_backends():
+        names["decode: fast (simplejpeg)"] = "fast-simplejpeg"
+    names.update({"decode: fast + CPU normalise": "fast-normalize", "TarShards full, fast": "shards-fast",
+                  "TarShards 320px, pil": "shards320-pil", "TarShards 320px, fast": "shards320-fast"})
+    if device.startswith("cuda"):
+        names["decode: cuda (nvJPEG)"] = "cuda"
+        if importlib.util.find_spec("nvidia.dali") is not None:
+            names["decode: dali"] = "dali"
+    return {name: ["input_job.py", "--variant", variant] for name, variant in names.items()}
+
+
+def prepare_input_data(directory: str, images: int) -> None:
+    """An ImageFolder of ImageNet-sized JPEGs and its shards (full size, 320 px), for the input job."""
+    from common import make_jpeg_folder
+    from distillkit.tools.prepare import prepare
+
+    folder = make_jpeg_folder(os.path.join(directory, "folder"), images)
+    prepare(folder, os.path.join(directory, "shards"), shard_size=64, log=lambda *_: None)
+    prepare(folder, os.path.join(directory, "shards320"), max_side=320, shard_size=64, log=lambda *_: None)
+
+
+def variants(job: str, cache_dir: str, device: str = "cpu") -> dict:
     """{name: script and its own arguments}."""
+    if job == "input":
+        return input_variants(device)
     if job == "kd":
         return {"hand-written": ["hand_kd.py"],
                 "distillkit defaults": ["distillkit_job.py", "--settings", "defaults"],
@@ -68,6 +99,14 @@ RATIOS = {
             ("hand-written / distillkit speed", "hand-written", "distillkit speed", None)],
     "cache": [("live / cached teacher", "live teacher", "cached teacher", None)],
     "settings": [(f"defaults / {name}", "distillkit defaults", name, None) for name in SETTINGS],
+    "input": [("fast / default (images/s per core)", "torchvision ImageFolder (PIL)", "decode: fast (torchvision dec.)",
+               (">=", 1.6)),
+              ("fast PIL draft / default", "torchvision ImageFolder (PIL)", "decode: fast (PIL draft)", None),
+              ("fast simplejpeg / default", "torchvision ImageFolder (PIL)", "decode: fast (simplejpeg)", None),
+              ("fast + CPU normalise / default", "torchvision ImageFolder (PIL)", "decode: fast + CPU normalise", None),
+              ("shards full fast / default", "torchvision ImageFolder (PIL)", "TarShards full, fast", None),
+              ("shards 320px pil / default", "torchvision ImageFolder (PIL)", "TarShards 320px, pil", None),
+              ("shards 320px fast / default", "torchvision ImageFolder (PIL)", "TarShards 320px, fast", (">=", 3.0))],
 }
 
 
@@ -100,16 +139,22 @@ def device_name(passthrough: list) -> str:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("job", choices=("kd", "tat", "cache", "settings"))
+    parser.add_argument("job", choices=("kd", "tat", "cache", "settings", "input"))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", help="JSON file (default benchmarks/results/<job>-<device>.json)")
     parser.add_argument("--torchdistill-dir", default=os.path.join(HERE, ".torchdistill"))
     parser.add_argument("--torchdistill-version", default="1.1.5")
+    parser.add_argument("--images", type=int, default=256, help="input job: JPEGs generated")
     args, passthrough = parser.parse_known_args()
     device = device_name(passthrough)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, HERE, args.torchdistill_dir]))
     cache_dir = tempfile.mkdtemp(prefix="distillkit-cache-")
-    jobs = variants(args.job, cache_dir)
+    if args.job == "input":
+        sys.path[:0] = [ROOT, HERE]
+    jobs = variants(args.job, cache_dir, device)
+    if args.job == "input":
+        prepare_input_data(cache_dir, args.images)
+        passthrough = [*passthrough, "--data", cache_dir]
     if "torchdistill" in jobs:
         ensure_torchdistill(args.torchdistill_dir, args.torchdistill_version)
     runs = []
@@ -120,7 +165,7 @@ def main():
         order = list(jobs) if repeat % 2 == 0 else list(reversed(jobs))  # alternate, and flip the order
         for name in order:
             runs.append(dict(run_variant(name, jobs[name], passthrough, env), repeat=repeat))
-            print(f"repeat {repeat}: {name:22s} {runs[-1]['seconds']:8.3f} s  "
+            print(f"repeat {repeat}: {name:31s} {runs[-1]['seconds']:8.3f} s  "
                   f"{runs[-1]['images_per_s']:8.1f} img/s  peak {runs[-1].get('max_allocated_mib', runs[-1]['peak_rss_mib']):.0f} MiB",
                   flush=True)
     shutil.rmtree(cache_dir, ignore_errors=True)
@@ -128,16 +173,19 @@ def main():
     gpu = device.startswith("cuda")
     ratios, targets = {}, {}
     for label, slow, fast, target in RATIOS[args.job]:
+        if slow not in best or fast not in best:
+            continue
         ratios[label] = best[slow]["seconds"] / best[fast]["seconds"]
         if target is not None:
             op, bound = target
             bound = bound if bound is not None else (1.8 if gpu else 1.15)
             met = ratios[label] <= bound if op == "<=" else ratios[label] >= bound
             targets[label] = {"target": f"{op} {bound}", "measured": round(ratios[label], 3), "met": met}
-    print(f"\n{args.job} on {device}; minimum of {args.repeats} alternated runs of {best[list(jobs)[0]]['steps']} steps")
+    unit = "images, one core, start-up excluded" if args.job == "input" else "steps"
+    print(f"\n{args.job} on {device}; minimum of {args.repeats} alternated runs of {best[list(jobs)[0]]['steps']} {unit}")
     for name, result in best.items():
         memory = result.get("max_allocated_mib")
-        print(f"  {name:22s} {result['seconds']:8.3f} s  {result['images_per_s']:8.1f} img/s  peak RSS "
+        print(f"  {name:31s} {result['seconds']:8.3f} s  {result['images_per_s']:8.1f} img/s  peak RSS "
               f"{result['peak_rss_mib']:.0f} MiB" + (f", max allocated {memory:.0f} MiB" if memory else ""))
     for label, value in ratios.items():
         line = f"  {label:36s} {value:.3f}x"

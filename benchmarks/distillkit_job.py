@@ -63,7 +63,7 @@ def bench_config(args):
 
 def main():
     from distillkit.engine.distributed import setup_distributed
-    from distillkit.engine.run import seed_everything
+    from distillkit.runner import seed_everything
     from distillkit.engine.trainer import Trainer
     from distillkit.experiment import build_experiment
 
@@ -72,18 +72,15 @@ def main():
     config = bench_config(args)
     seed_everything(args.seed)
     experiment = build_experiment(config, ctx, args.seed)
-    trainer = Trainer(experiment)
     timer = StepTimer(args)
-    step = trainer.train_step
-
     last = {}
 
-    def timed_step(*batch):
-        last["values"] = step(*batch)
-        timer.tick()
-        return last["values"]
+    class TimeSteps:  # a Trainer callback: times each step, keeps the last step's values
+        def on_step_end(self, trainer, values):
+            last["values"] = values
+            timer.tick()
 
-    trainer.train_step = timed_step
+    trainer = Trainer(experiment, callbacks=[TimeSteps()])
     trainer.train_mode()
     row = trainer.train_one_epoch(0)
     cache = experiment.teacher_cache

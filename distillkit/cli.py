@@ -8,31 +8,51 @@ import argparse
 import sys
 from typing import List, Optional
 
+from .config.overrides import parse_override
 from .engine.distributed import is_main_process
 from .errors import DistillkitError
+from .runner import evaluate_from_config, train_from_config
+from .tools.check import check_config
+from .tools.export import export_student
+from .tools.modules import module_table
+from .tools.plot import plot_run
 
 
-def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", help="the YAML config file")
+def _add_common(parser: argparse.ArgumentParser, positional_config: bool = True) -> None:
+    if positional_config:
+        parser.add_argument("config", help="the YAML config file")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                         help="override a config value (repeatable); the value is parsed as YAML")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
 
 
+def add_train_options(parser: argparse.ArgumentParser, positional_config: bool = True) -> None:
+    """The options of a training run, shared by ``distillkit train`` and examples/image_classification.py."""
+    _add_common(parser, positional_config)
+    parser.add_argument("--seed", type=int, default=0, help="seed of every random number generator")
+    parser.add_argument("--run-dir", default=None, help="where logs, metrics and checkpoints go "
+                                                        "(default: runs/<experiment>-<time>)")
+    parser.add_argument("--log", default=None, help="an extra text log file")
+    parser.add_argument("--resume", nargs="?", const="latest", default=None, metavar="PATH",
+                        help="continue a run: its latest checkpoint (with --run-dir), or the checkpoint PATH")
+    parser.add_argument("--scale-lr", dest="scale_lr", action="store_true", default=None,
+                        help="multiply the learning rate by the world size (also train.scale_lr: true)")
+    parser.add_argument("-adjust_lr", "--adjust-lr", dest="adjust_lr", action="store_true",
+                        help="TaT's flag, kept for its scripts: the learning rate is NOT scaled (see --scale-lr)")
+    parser.add_argument("-test_only", "--test-only", dest="test_only", action="store_true",
+                        help="only test the models (no training)")
+    parser.add_argument("-student_only", "--student-only", dest="student_only", action="store_true",
+                        help="test the student model only")
+    parser.add_argument("--start_epoch", "--start-epoch", dest="start_epoch", default=0, type=int, metavar="N",
+                        help="first epoch to train (0-based)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="distillkit", description="Config-driven knowledge distillation.")
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="train (a teacher, a student alone, or a distilled student)")
-    _add_common(train)
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--run-dir", default=None, help="where logs, metrics and checkpoints go "
-                                                       "(default: runs/<experiment>-<time>)")
-    train.add_argument("--log", default=None, help="an extra text log file")
-    train.add_argument("--resume", nargs="?", const="latest", default=None, metavar="PATH",
-                       help="continue a run: its latest checkpoint (with --run-dir), or the checkpoint PATH")
-    train.add_argument("--adjust-lr", action="store_true", default=None,
-                       help="scale the learning rate by the world size")
+    add_train_options(train)
     evaluate = commands.add_parser("eval", help="top-1/top-5 on the test loader")
     _add_common(evaluate)
     evaluate.add_argument("--ckpt", default=None, help="weights to evaluate (default: the model's ckpt)")
@@ -55,37 +75,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def train(args: argparse.Namespace) -> int:
+    """A training run from parsed train options; prints the outcome on rank 0."""
+    results = train_from_config(args.config, overrides=args.overrides, device=args.device, seed=args.seed,
+                                run_dir=args.run_dir, debug=args.debug, log_file=args.log, scale_lr=args.scale_lr,
+                                test_only=args.test_only, student_only=args.student_only,
+                                start_epoch=args.start_epoch, resume=args.resume)
+    if not is_main_process():
+        return 0
+    if results.get("preempted"):
+        print(f"preempted: a resumable checkpoint is in {results['run_dir']}/checkpoints; continue with "
+              f"distillkit train {args.config} --run-dir {results['run_dir']} --resume")
+    elif results.get("student"):
+        student = results["student"]
+        print(f"student test top-1 {student['top1']:.2f}% top-5 {student['top5']:.2f}%")
+    else:
+        print("nothing was trained or tested (train.num_epochs is 0, or there is no test loader).")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     if args.command == "train":
-        from .engine.run import train_from_config
-
-        results = train_from_config(args.config, args.overrides, args.device, args.seed, args.run_dir,
-                                    args.debug, args.log, args.adjust_lr, resume=args.resume)
-        if results.get("preempted"):
-            if is_main_process():
-                print(f"preempted: a resumable checkpoint is in {results['run_dir']}/checkpoints; continue with "
-                      f"distillkit train {args.config} --run-dir {results['run_dir']} --resume")
-            return 0
-        student = results.get("student") or {}
-        if student and is_main_process():
-            print(f"student test top-1 {student['top1']:.2f}% top-5 {student['top5']:.2f}%")
-        return 0
+        return train(args)
     if args.command == "eval":
-        from .engine.run import evaluate_from_config
-
-        result = evaluate_from_config(args.config, args.ckpt, args.teacher, args.overrides, args.device)
+        result = evaluate_from_config(args.config, ckpt=args.ckpt, teacher=args.teacher, overrides=args.overrides,
+                                      device=args.device)
         if is_main_process():
             print(f"top-1 {result['top1']:.2f}% top-5 {result['top5']:.2f}% on {result['count']} images")
         return 0
     if args.command == "check":
-        from .tools.check import check_config
-
         print(check_config(args.config, args.overrides, args.device))
         return 0
     if args.command == "modules":
-        from .config.overrides import parse_override
-        from .tools.modules import module_table
-
         params = {}
         for text in args.param:
             parts, value = parse_override(text)
@@ -93,13 +114,9 @@ def run(args: argparse.Namespace) -> int:
         print(module_table(args.model, args.input_size, params))
         return 0
     if args.command == "export":
-        from .tools.export import export_student
-
         print(export_student(args.config, args.ckpt, args.out, args.overrides))
         return 0
     if args.command == "plot":
-        from .tools.plot import plot_run
-
         for path in plot_run(args.run_dir):
             print(f"wrote {path}")
         return 0

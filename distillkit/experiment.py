@@ -1,39 +1,43 @@
 """build_experiment(config): everything a run needs, built and validated.
 
-Order: plugins, datasets, loaders, models (+ checkpoints), teacher and student
-sides, criterion, optimizer, scheduler.  Any :class:`ConfigError` raised on the
-way is located in the config file (line and key path) before it leaves.
+Order: settings (the schema), plugins, datasets, loaders, models (+ checkpoints), teacher
+and student sides, criterion, optimizer, scheduler.  Any :class:`ConfigError` raised on
+the way is located in the config file (line and key path) before it leaves.
 """
 from __future__ import annotations
 
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from torch import nn
 
+from .config.schema import ModelSettings, TrainSettings
+from .config.validate import parse_settings
 from .data import build_datasets, build_loader
+from .data.replay import ReplayPlan
 from .engine.amp import AmpSettings
+from .engine.best import BestMetric
 from .engine.distributed import DistContext, wrap_side
+from .engine.optim import build_optimizer, build_scheduler
 from .engine.recipe import build_ema, build_mixup
 from .engine.speed import SpeedSettings
-from .engine.teacher_cache import TeacherCache, check_cacheable, weights_fingerprint
-from .data.replay import ReplayPlan
-from .errors import ConfigError, DistillkitError
+from .engine.teacher_cache import CachedTeacher, TeacherCache, check_cacheable, weights_fingerprint
+from .errors import ConfigError
 from .losses import build_criterion
-from .model_side import ModelSide
+from .model_side import ModelSide, NoTeacher
 from .models import build_model, load_model_weights
 from .plugins import import_modules, load_entry_point_plugins
-from .utils import call_with_params
 
-logger = logging.getLogger("distillkit")
+logger = logging.getLogger(__name__)
 
 
 @dataclass
 class Experiment:
     config: dict
+    settings: TrainSettings
     ctx: DistContext
     student: ModelSide
     criterion: nn.Module
@@ -43,156 +47,145 @@ class Experiment:
     teacher: Optional[ModelSide] = None
     optimizer: Optional[torch.optim.Optimizer] = None
     scheduler: object = None
-    scheduling_step: int = 0
     student_module: Optional[nn.Module] = None  # the student side, DDP-wrapped when distributed
     teacher_module: Optional[nn.Module] = None
+    teacher_forward: Callable = field(default_factory=NoTeacher)  # (images, supp_dict=) -> (output, io_dict)
     amp: AmpSettings = field(default_factory=AmpSettings)
     speed: SpeedSettings = field(default_factory=SpeedSettings)
-    teacher_cache: object = None  # TeacherCache when train.teacher_cache is set
-    num_epochs: int = 1
-    log_freq: int = 100
+    teacher_cache: Optional[TeacherCache] = None
     student_ckpt: Optional[str] = None
-    best_value: float = float("-inf")
+    student_ckpt_best: Optional[BestMetric] = None  # the best value stored in the student's ckpt file
     mixup: object = None  # timm Mixup/CutMix applied to each training batch (the teacher sees it too)
     ema: object = None  # timm ModelEmaV3 of the student model
     name: str = "experiment"
 
+    @property
+    def num_epochs(self) -> int:
+        return self.settings.num_epochs
+
+    @property
+    def log_freq(self) -> int:
+        return self.settings.log_freq
+
+    @property
+    def scheduling_step(self) -> int:
+        return self.settings.scheduler.scheduling_step if self.settings.scheduler else 0
+
+    def new_best_metric(self) -> BestMetric:
+        """The tracker of ``train.best_metric``: by default val_top1 (max) with a validation loader, else loss (min)."""
+        chosen = self.settings.best_metric
+        name = chosen.name or ("val_top1" if self.val_loader is not None else "loss")
+        if chosen.mode not in (None, "max", "min"):
+            raise ConfigError(f"expected 'max' or 'min', found {chosen.mode!r}.", key_path="train.best_metric.mode")
+        return BestMetric(name, chosen.mode)
+
 
 def student_block(config: dict):
+    """``(key path, block)`` of the trained model: models.student_model, else models.model."""
     models = config["models"]
     return ("models.student_model", models["student_model"]) if "student_model" in models \
         else ("models.model", models["model"])
 
 
+def experiment_name(config: dict) -> str:
+    block = student_block(config)[1]
+    return block.get("experiment") or block["name"]
+
+
 def build_model_with_ckpt(block: dict, key_path: str, role: str):
     """Build a model; load ``ckpt`` when the file exists (torchdistill 0.x behaviour)."""
+    settings = ModelSettings.parse(block, key_path)
     model = build_model(block, key_path)
-    ckpt = block.get("ckpt")
     checkpoint = None
-    if ckpt and os.path.isfile(ckpt):
-        checkpoint = load_model_weights(model, ckpt, what=f"{role} checkpoint ({key_path}.ckpt)")
-        logger.info("%s: loaded weights from %s", role, ckpt)
-    elif ckpt and role == "teacher":
+    if settings.ckpt and os.path.isfile(settings.ckpt):
+        checkpoint = load_model_weights(model, settings.ckpt, what=f"{role} checkpoint ({key_path}.ckpt)")
+        logger.info("%s: loaded weights from %s", role, settings.ckpt)
+    elif settings.ckpt and role == "teacher":
         logger.warning("teacher checkpoint %s (%s.ckpt) does not exist: the teacher keeps its initial weights%s.",
-                       ckpt, key_path, " (pretrained)" if (block.get("params") or {}).get("pretrained") else
-                       " (random!)")
+                       settings.ckpt, key_path, " (pretrained)" if settings.params.get("pretrained") else " (random!)")
     return model, checkpoint
 
 
-def build_optimizer(block: dict, parameters, world_size: int, adjust_lr: bool, key_path="train.optimizer"):
-    cls = getattr(torch.optim, str(block["type"]), None)
-    if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
-        from .errors import nearest_names
-        names = [n for n in dir(torch.optim) if isinstance(getattr(torch.optim, n), type)
-                 and issubclass(getattr(torch.optim, n), torch.optim.Optimizer)]
-        raise ConfigError(f"unknown optimizer {block['type']!r}; optimizers come from torch.optim.",
-                          key_path=f"{key_path}.type", candidates=nearest_names(str(block["type"]), names))
-    params = dict(block.get("params") or {})
-    if adjust_lr and "lr" in params:
-        params["lr"] = float(params["lr"]) * world_size
-    if not parameters:
-        raise ConfigError("nothing to optimize: every parameter of the student (and its special module) is frozen.",
-                          key_path="train.student.requires_grad")
-    return call_with_params(cls, params, f"{key_path}.params", parameters)
-
-
-def build_scheduler(block: Optional[dict], optimizer, num_epochs: int = 1, key_path="train.scheduler"):
-    """torch.optim.lr_scheduler.<type>, or ``timm:<sched>`` (cosine, step, ...: timm's create_scheduler_v2,
-    stepped per epoch, with ``warmup_epochs``, ``warmup_lr``, ``min_lr`` ...)."""
-    if not block or not block.get("type"):
-        return None
-    if str(block["type"]).startswith("timm:"):
-        from timm.scheduler import create_scheduler_v2
-
-        params = dict(block.get("params") or {})
-        params.setdefault("num_epochs", num_epochs)
-        return call_with_params(create_scheduler_v2, params, f"{key_path}.params", optimizer,
-                                str(block["type"])[len("timm:"):])[0]
-    from torch.optim import lr_scheduler
-
-    cls = getattr(lr_scheduler, str(block["type"]), None)
-    if not isinstance(cls, type):
-        from .errors import nearest_names
-        names = [n for n in dir(lr_scheduler) if n[0].isupper() and n.endswith(("LR", "Plateau"))]
-        raise ConfigError(f"unknown scheduler {block['type']!r}; schedulers come from torch.optim.lr_scheduler.",
-                          key_path=f"{key_path}.type", candidates=nearest_names(str(block["type"]), names))
-    return call_with_params(cls, block.get("params"), f"{key_path}.params", optimizer)
-
-
-def build_experiment(config, ctx: Optional[DistContext] = None, seed: int = 0, adjust_lr: Optional[bool] = None,
+def build_experiment(config, ctx: Optional[DistContext] = None, seed: int = 0, scale_lr: Optional[bool] = None,
                      for_training: bool = True) -> Experiment:
-    """Everything a run needs; errors are located in the config file."""
+    """Everything a run needs; errors are located in the config file.
+
+    ``scale_lr``: multiply the learning rate by the world size (None: ``train.scale_lr``)."""
     ctx = ctx or DistContext()
     try:
-        return _build(config, ctx, seed, adjust_lr, for_training)
+        return _build(config, ctx, seed, scale_lr, for_training)
     except ConfigError as exc:
         line = config.line_of(exc.key_path) if hasattr(config, "line_of") else None
         raise exc.locate(file=getattr(config, "file", None), line=line)
 
 
-def _build(config, ctx, seed, adjust_lr, for_training) -> Experiment:
+def _build(config, ctx: DistContext, seed: int, scale_lr: Optional[bool], for_training: bool) -> Experiment:
+    run = parse_settings(config)
+    train = run.train
     load_entry_point_plugins()
     config_dir = os.path.dirname(os.path.abspath(config.file)) if getattr(config, "file", None) else None
-    import_modules(config.get("imports"), search_dir=config_dir)
-    train = config.get("train") or {}
+    import_modules(run.imports, search_dir=config_dir)
     datasets = build_datasets(config)
-    loader_kwargs = dict(rank=ctx.rank, world_size=ctx.world_size, seed=seed, pin_memory=ctx.device.type == "cuda")
+    loader_options = dict(rank=ctx.rank, world_size=ctx.world_size, seed=seed, pin_memory=ctx.device.type == "cuda")
 
-    def loader(block, path, training):
-        return build_loader(block, datasets, path, training=training, **loader_kwargs) if block else None
-
-    teacher = teacher_model = None
+    teacher = None
     if config["models"].get("teacher_model"):
         teacher_model, _ = build_model_with_ckpt(config["models"]["teacher_model"], "models.teacher_model", "teacher")
-        teacher = ModelSide(teacher_model, train.get("teacher"), is_teacher=True, key_path="train.teacher")
+        teacher = ModelSide(teacher_model, train.teacher, is_teacher=True).to(ctx.device)
     student_path, block = student_block(config)
-    student_model, student_ckpt = build_model_with_ckpt(block, student_path, "student")
-    student = ModelSide(student_model, train.get("student"), is_teacher=False, key_path="train.student")
-    experiment = Experiment(config=config, ctx=ctx, student=student.to(ctx.device),
-                            criterion=build_criterion(train["criterion"]).to(ctx.device),
-                            teacher=teacher.to(ctx.device) if teacher is not None else None,
-                            num_epochs=int(train.get("num_epochs", 1)), log_freq=int(train.get("log_freq") or 100),
-                            student_ckpt=block.get("ckpt"), name=block.get("experiment") or block["name"],
-                            amp=AmpSettings.from_train_block(train, ctx.device),
-                            speed=SpeedSettings.from_train_block(train))
-    for side in (experiment.student, experiment.teacher):
+    student_model, stored = build_model_with_ckpt(block, student_path, "student")
+    student = ModelSide(student_model, train.student, is_teacher=False).to(ctx.device)
+    criterion = build_criterion(train.criterion.raw).to(ctx.device)
+    exp = Experiment(config=config, settings=train, ctx=ctx, student=student, criterion=criterion, teacher=teacher,
+                     student_ckpt=block.get("ckpt"), name=experiment_name(config),
+                     amp=AmpSettings.from_settings(train, ctx.device), speed=SpeedSettings.from_settings(train))
+    for side in (exp.student, exp.teacher):
         if side is not None:
-            experiment.speed.prepare_side(side)
-    if student_ckpt is not None and isinstance(student_ckpt, dict) and "best_value" in student_ckpt:
-        experiment.best_value = float(student_ckpt["best_value"])
-    test_block = (config.get("test") or {}).get("test_data_loader")
-    experiment.test_loader = loader(test_block, "test.test_data_loader", False)
-    experiment.val_loader = loader(train.get("val_data_loader"), "train.val_data_loader", False)
+            exp.speed.prepare_side(side)
+    exp.test_loader = build_loader(run.test.test_data_loader, datasets, training=False, **loader_options) \
+        if run.test.test_data_loader else None
+    exp.val_loader = build_loader(train.val_data_loader, datasets, training=False, **loader_options) \
+        if train.val_data_loader else None
+    exp.student_ckpt_best = _stored_best(exp.new_best_metric(), stored)
     if not for_training:
-        return experiment
-    cache_block = train.get("teacher_cache")
-    plan = replay_plan(config, datasets, train["train_data_loader"]["dataset_id"]) if cache_block else None
-    experiment.train_loader = build_loader(train["train_data_loader"], datasets, "train.train_data_loader",
-                                           training=True, replay_plan=plan, **loader_kwargs)
-    experiment.student_module = wrap_side(student, ctx, train.get("student"), "train.student")
-    experiment.teacher_module = wrap_side(teacher, ctx, train.get("teacher"), "train.teacher") \
-        if teacher is not None else None
-    trainable = [p for p in student.parameters() if p.requires_grad]
+        return exp
+    plan = replay_plan(config, datasets, train.train_data_loader.dataset_id) if train.teacher_cache else None
+    exp.train_loader = build_loader(train.train_data_loader, datasets, training=True, replay_plan=plan,
+                                    **loader_options)
+    exp.student_module = wrap_side(student, ctx, train.student)
     if teacher is not None:
-        trainable += [p for p in teacher.parameters() if p.requires_grad]
-    if adjust_lr is None:
-        adjust_lr = bool(train.get("adjust_lr", False))
-    experiment.optimizer = build_optimizer(train["optimizer"], trainable, ctx.world_size, adjust_lr)
-    base_lr = (train["optimizer"].get("params") or {}).get("lr")
+        exp.teacher_module = wrap_side(teacher, ctx, train.teacher)
+        exp.teacher_forward = exp.teacher_module
+    trainable = [p for side in (student, teacher) if side is not None for p in side.parameters() if p.requires_grad]
+    if train.adjust_lr:
+        logger.warning("train.adjust_lr is read as train.scale_lr (the learning rate x the world size); note that "
+                       "the runner's -adjust_lr flag, as in TaT's scripts, does not scale.")
+    scale = (train.scale_lr or train.adjust_lr) if scale_lr is None else scale_lr
+    exp.optimizer = build_optimizer(train.optimizer, trainable, ctx.world_size, scale)
+    base_lr = train.optimizer.params.get("lr")
     if base_lr is not None:
-        logger.info("learning rate %.6g%s", experiment.optimizer.param_groups[0]["lr"],
-                    f" (base {base_lr} x world size {ctx.world_size}, adjust_lr)" if adjust_lr else
-                    f" (not scaled by the world size {ctx.world_size}; -adjust_lr scales it)")
-    experiment.scheduler = build_scheduler(train.get("scheduler"), experiment.optimizer, experiment.num_epochs)
-    experiment.mixup = build_mixup(train.get("mixup"))
-    experiment.ema = build_ema(train.get("model_ema"), student.model)
-    experiment.scheduling_step = int((train.get("scheduler") or {}).get("scheduling_step", 0) or 0)
-    if cache_block:
-        check_cacheable(config, experiment)
-        experiment.teacher_cache = TeacherCache(str(cache_block["dir"]), cache_block.get("top_k", 10), plan.signature,
-                                                len(experiment.train_loader.dataset), ctx,
-                                                weights_fingerprint(experiment.teacher.root))
-    return experiment
+        logger.info("learning rate %.6g%s", exp.optimizer.param_groups[0]["lr"],
+                    f" (base {base_lr} x world size {ctx.world_size}: --scale-lr / train.scale_lr)" if scale else
+                    f" (as written, not scaled by the world size {ctx.world_size}; --scale-lr scales it)")
+    exp.scheduler = build_scheduler(train.scheduler, exp.optimizer, train.num_epochs, len(exp.train_loader))
+    exp.mixup = build_mixup(train.mixup)
+    exp.ema = build_ema(train.model_ema, student.model)
+    if train.teacher_cache:
+        check_cacheable(train, teacher, criterion)
+        exp.teacher_cache = TeacherCache(train.teacher_cache.dir, train.teacher_cache.top_k, plan.signature,
+                                         len(exp.train_loader.dataset), ctx, weights_fingerprint(teacher.root))
+        exp.teacher_forward = CachedTeacher(exp.teacher_module, exp.teacher_cache)
+    return exp
+
+
+def _stored_best(best: BestMetric, stored) -> BestMetric:
+    """``best`` seeded with the value kept in the student's ckpt file (``stored``, from an earlier run): a new
+    run overwrites that file only when it beats it, measured by the same metric."""
+    if isinstance(stored, dict) and "best_metric" in stored:
+        best.load_state_dict(stored["best_metric"])
+    elif isinstance(stored, dict) and "best_value" in stored:  # written before the metric was named
+        best.load_state_dict({"name": "val_top1", "mode": "max", "value": stored["best_value"]})
+    return best
 
 
 def replay_plan(config: dict, datasets: dict, dataset_id: str) -> ReplayPlan:
@@ -209,4 +202,4 @@ def replay_plan(config: dict, datasets: dict, dataset_id: str) -> ReplayPlan:
     return ReplayPlan(dataset.transform, key_path)
 
 
-__all__ = ["Experiment", "build_experiment", "DistillkitError"]
+__all__ = ["Experiment", "build_experiment", "student_block", "experiment_name"]

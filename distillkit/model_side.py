@@ -9,12 +9,13 @@ no autograd graph and always in eval mode.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 from torch import nn
 from torch.utils._pytree import tree_map
 
+from .config.schema import SideSettings
 from .errors import ConfigError
 from .hooks import HookCapture, find_module
 from .registry import SPECIAL_MODULES
@@ -37,25 +38,28 @@ def _special(model: nn.Module, block: Optional[dict], is_teacher: bool, key_path
 class ModelSide(nn.Module):
     """One side of distillation (teacher or student)."""
 
-    def __init__(self, model: nn.Module, block: Optional[dict] = None, is_teacher: bool = False,
+    def __init__(self, model: nn.Module, settings: Union[SideSettings, dict, None] = None, is_teacher: bool = False,
                  key_path: str = "train.student"):
         super().__init__()
-        block = block or {}
-        if block.get("adaptations"):
+        if not isinstance(settings, SideSettings):
+            settings = SideSettings.parse(settings, key_path)
+        key_path = settings.key_path
+        if settings.adaptations:
             raise ConfigError("adaptations are not supported by distillkit; use a special module instead.",
                               key_path=f"{key_path}.adaptations")
-        model = _sequential(model, block.get("sequential"), key_path)
-        special = _special(model, block.get("special"), is_teacher, key_path)
+        model = _sequential(model, settings.sequential, key_path)
+        special = _special(model, settings.special, is_teacher, key_path)
         self.has_special = special is not None
         self.root = special if special is not None else model
         self.is_teacher = is_teacher
         root = self.root
-        if not block.get("requires_grad", not is_teacher):
+        requires_grad = not is_teacher if settings.requires_grad is None else settings.requires_grad
+        if not requires_grad:
             root.requires_grad_(False)
-        self.frozen_paths = list(block.get("frozen_modules") or [])
+        self.frozen_paths = list(settings.frozen_modules)
         for index, path in enumerate(self.frozen_paths):
             find_module(root, path, f"{key_path}.frozen_modules.{index}").requires_grad_(False)
-        hooks = block.get("forward_hook") or {}
+        hooks = settings.forward_hook
         paths = {io: list(hooks.get(io) or []) for io in ("input", "output")}
         for path, io in (special.required_io() if hasattr(special, "required_io") else []):
             if path not in paths[io]:
@@ -85,7 +89,8 @@ class ModelSide(nn.Module):
                 find_module(self.root, path).eval()
         return self
 
-    def forward(self, x):
+    def forward(self, x, supp_dict: Optional[dict] = None):
+        """``(output, io_dict)``; ``supp_dict`` (the batch's extras) is accepted for the call shape and unused."""
         if self.inference_mode and not self.trainable:
             with torch.inference_mode():
                 output, io_dict = self._forward(x)
@@ -100,3 +105,10 @@ class ModelSide(nn.Module):
         if self.special is not None:
             self.special.post_forward(self.capture.io_dict)
         return output, self.capture.pop()
+
+
+class NoTeacher(nn.Module):
+    """The teacher side of a run without a teacher: ``(None, {})``, with ModelSide's call shape."""
+
+    def forward(self, x, supp_dict: Optional[dict] = None):
+        return None, {}

@@ -1,36 +1,28 @@
 """The generic runner, with the command line of torchdistill 0.x / TaT's examples/image_classification.py.
 
     torchrun --nproc_per_node=8 examples/image_classification.py --config CONFIG --log LOG [-adjust_lr]
+    NUM_GPUS=8 ./train_local.sh CONFIG --log LOG -adjust_lr        # the same through the project's launcher
 
-distillkit additions: ``--set key.path=value`` (repeatable), ``--run-dir DIR``, ``--debug``.
-Everything else is ``distillkit.engine.run.train_from_config``.
+Its options are ``distillkit train``'s (one option set, ``distillkit.cli.add_train_options``), with the
+config given as ``--config`` and torchdistill's ``--world_size`` / ``--dist_url`` accepted (torchrun's
+environment decides).  As in TaT's code base, ``-adjust_lr`` leaves the learning rate as written;
+``--scale-lr`` (or ``train.scale_lr: true``) multiplies it by the world size.  After a run, the test
+results are in ``<run dir>/results.json``.
 """
 import argparse
-import json
 import logging
 import os
 import sys
 
-from distillkit.cli import guarded
-from distillkit.engine.distributed import is_main_process
-from distillkit.engine.run import train_from_config
+from distillkit.cli import add_train_options, guarded, train
 
 
 def get_argparser():
     parser = argparse.ArgumentParser(description="Knowledge distillation for image classification models")
     parser.add_argument("--config", required=True, help="yaml file path")
-    parser.add_argument("--device", default=None, help="device (default: cuda when available, else cpu)")
-    parser.add_argument("--log", help="log file path")
-    parser.add_argument("--start_epoch", default=0, type=int, metavar="N", help="start epoch")
-    parser.add_argument("--seed", type=int, default=0, help="seed in random number generator")
-    parser.add_argument("-test_only", action="store_true", help="only test the models")
-    parser.add_argument("-student_only", action="store_true", help="test the student model only")
-    parser.add_argument("--world_size", default=1, type=int, help="number of distributed processes")
-    parser.add_argument("--dist_url", default="env://", help="url used to set up distributed training")
-    parser.add_argument("-adjust_lr", action="store_true", help="multiply the learning rate by the world size")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE")
-    parser.add_argument("--run-dir", default=None, help="run directory (default: runs/<experiment>-<time>)")
-    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
+    add_train_options(parser, positional_config=False)
+    parser.add_argument("--world_size", default=1, type=int, help="number of distributed processes (torchrun's)")
+    parser.add_argument("--dist_url", default="env://", help="url used to set up distributed training (torchrun's)")
     return parser
 
 
@@ -39,13 +31,7 @@ def main(args):
     if args.world_size not in (1, world_size):
         logging.getLogger("distillkit").warning("--world_size %d differs from torchrun's WORLD_SIZE %d; "
                                                 "torchrun's value is used.", args.world_size, world_size)
-    results = train_from_config(args.config, args.overrides, args.device, args.seed, args.run_dir, args.debug,
-                                args.log, True if args.adjust_lr else None, args.test_only, args.student_only,
-                                args.start_epoch)
-    if args.run_dir and is_main_process() and not args.test_only:
-        with open(os.path.join(args.run_dir, "results.json"), "w", encoding="utf-8") as handle:
-            json.dump(results, handle, indent=2)
-    return 0
+    return train(args)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,31 @@
 import os
+import subprocess
+import sys
 import textwrap
 
 import pytest
 import torch
 
 torch.set_num_threads(2)
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def child_env(**extra) -> dict:
+    """The environment of a child process: this checkout importable, CPU only, one thread per process."""
+    return dict(os.environ, PYTHONPATH=REPO, CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1", **extra)
+
+
+def run_cli(*args, cwd, timeout=300):
+    """``python -m distillkit.cli ARGS`` to completion, output captured."""
+    return subprocess.run([sys.executable, "-m", "distillkit.cli", *args], cwd=cwd, env=child_env(),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def start_cli(*args, cwd):
+    """``python -m distillkit.cli ARGS`` started in the background (``subprocess.Popen``)."""
+    return subprocess.Popen([sys.executable, "-m", "distillkit.cli", *args], cwd=cwd, env=child_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 @pytest.fixture

@@ -1,8 +1,8 @@
 """The bundled Digits dataset and dataset/loader errors."""
 import pytest
-import torch
 
 from distillkit.config import Config
+from distillkit.config.schema import LoaderSettings
 from distillkit.data import ShardSampler, build_datasets, build_loader
 from distillkit.data.digits import Digits
 from distillkit.errors import ConfigError
@@ -36,9 +36,10 @@ def datasets_config(type_name, root, dataset_id="x/train"):
 def test_image_folder_from_config(tmp_path):
     root = make_image_folder(tmp_path / "train")
     datasets = build_datasets(datasets_config("ImageFolder", root))
-    loader = build_loader({"dataset_id": "x/train", "batch_size": 5, "random_sample": False}, datasets,
-                          "train.val_data_loader", training=False)
-    images, labels = next(iter(loader))
+    settings = LoaderSettings.parse({"dataset_id": "x/train", "batch_size": 5, "random_sample": False},
+                                    "train.val_data_loader")
+    images, labels, supp = next(iter(build_loader(settings, datasets, training=False)))
+    assert supp == {}
     assert images.shape == (5, 3, 12, 12) and labels.tolist() == [0, 0, 0, 0, 1]
 
 
@@ -58,7 +59,8 @@ def test_unknown_dataset_type_and_id(tmp_path):
     root = make_image_folder(tmp_path / "train")
     datasets = build_datasets(datasets_config("ImageFolder", root))
     with pytest.raises(ConfigError) as info:
-        build_loader({"dataset_id": "x/trian", "batch_size": 2}, datasets, "train.train_data_loader", training=True)
+        build_loader(LoaderSettings.parse({"dataset_id": "x/trian", "batch_size": 2}, "train.train_data_loader"),
+                     datasets, training=True)
     assert "'x/train'" in str(info.value) and "train.train_data_loader.dataset_id" in str(info.value)
 
 

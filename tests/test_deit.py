@@ -149,7 +149,7 @@ train:
 
 
 def test_tiny_deit_run_with_the_recipe(in_tmp, write_yaml):
-    from distillkit.engine.run import train_from_config
+    from distillkit.runner import train_from_config
 
     results = train_from_config(write_yaml(DEIT_RUN), run_dir="run", device="cpu")
     rows = [json.loads(line) for line in open("run/metrics.jsonl")]

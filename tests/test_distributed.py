@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.conftest import child_env
 
 CONFIG = """
 imports: ['tests.dist_plugin']
@@ -40,8 +40,7 @@ test:
 
 
 def torchrun(nproc, *args, cwd):
-    env = dict(os.environ, PYTHONPATH=REPO, CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1",
-               DISTILLKIT_DIST_TIMEOUT="60")
+    env = child_env(DISTILLKIT_DIST_TIMEOUT="60")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
                "-m", "distillkit.cli", *args]
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=240)
@@ -78,7 +77,7 @@ def test_two_processes_reach_the_weights_of_one(runs):
 def test_exactly_one_set_of_outputs(runs):
     tmp, _, two = runs
     listing = [f for f in sorted(os.listdir(tmp / "two")) if f != "tensorboard"]  # tensorboard: when installed
-    assert listing == ["checkpoints", "config.yaml", "metrics.jsonl", "train.log"]
+    assert listing == ["checkpoints", "config.yaml", "metrics.jsonl", "results.json", "train.log"]
     assert sorted(os.listdir(tmp / "two" / "checkpoints")) == ["best.pt", "epoch_0000.pt", "epoch_0001.pt", "last.pt"]
     assert len(open(tmp / "two" / "metrics.jsonl").read().splitlines()) == 2
     assert two.stdout.count("student test top-1") == 1
@@ -122,7 +121,7 @@ def test_sigterm_to_one_rank_stops_every_rank_at_the_same_step(tmp_path):
     config = str(tmp_path / "long.yaml")
     with open(config, "w") as handle:
         handle.write(open(write_config(tmp_path, 2)).read().replace("num_epochs: 2", "num_epochs: 50"))
-    env = dict(os.environ, PYTHONPATH=REPO, CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1", DISTILLKIT_DIST_TIMEOUT="60")
+    env = child_env( DISTILLKIT_DIST_TIMEOUT="60")
     job = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                             "-m", "distillkit.cli", "train", config, "--run-dir", "run", "--device", "cpu"],
                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

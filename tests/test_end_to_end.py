@@ -1,8 +1,6 @@
 """Tiny full runs on CPU: train, evaluate, write the run directory, reload checkpoints."""
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -10,9 +8,7 @@ import torch
 from distillkit.cli import main
 from distillkit.data.digits import Digits
 from distillkit.registry import MODELS
-from tests.conftest import make_image_folder
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.conftest import make_image_folder, run_cli
 
 DIGITS = """
 datasets:
@@ -65,7 +61,8 @@ def test_train_writes_run_dir_and_reloadable_checkpoints(in_tmp, write_yaml, cap
     config = write_yaml(DIGITS)
     assert main(["train", config, "--run-dir", "run", "--device", "cpu", "--set", "train.log_freq=5"]) == 0
     files = sorted(os.listdir("run"))
-    assert [f for f in files if f != "tensorboard"] == ["checkpoints", "config.yaml", "metrics.jsonl", "train.log"]
+    assert [f for f in files if f != "tensorboard"] == ["checkpoints", "config.yaml", "metrics.jsonl", "results.json",
+                                                        "train.log"]
     assert sorted(os.listdir("run/checkpoints")) == ["best.pt", "epoch_0000.pt", "epoch_0001.pt", "last.pt"]
     rows = [json.loads(line) for line in open("run/metrics.jsonl")]
     assert [r["epoch"] for r in rows] == [0, 1]
@@ -81,9 +78,10 @@ def test_train_writes_run_dir_and_reloadable_checkpoints(in_tmp, write_yaml, cap
     val = Digits("val", image_size=8, val_fraction=0.5)
     by_hand = accuracy_by_hand(model, val)
     assert by_hand == pytest.approx(max(r["val_top1"] for r in rows), abs=1e-6)
-    assert by_hand == pytest.approx(best["best_top1"], abs=1e-6)
+    assert best["best_metric"]["name"] == "val_top1" and best["best_metric"]["mode"] == "max"
+    assert by_hand == pytest.approx(best["best_metric"]["value"], abs=1e-6)
     saved = torch.load("student.pt", weights_only=True)  # models.student_model.ckpt holds the best weights
-    assert saved["best_value"] == pytest.approx(by_hand)
+    assert saved["best_value"] == pytest.approx(by_hand) and saved["best_metric"]["name"] == "val_top1"
     assert "student test top-1" in capsys.readouterr().out
     assert main(["eval", config, "--ckpt", "run/checkpoints/best.pt", "--device", "cpu"]) == 0
     assert f"top-1 {by_hand:.2f}%" in capsys.readouterr().out
@@ -232,7 +230,7 @@ def test_seed_format_kd_config_on_image_folder(in_tmp, write_yaml):
     os.makedirs("resource/ckpt")
     torch.save({"model": teacher.state_dict()}, "resource/ckpt/toy-resnet18.pt")
     config = write_yaml(SEED_FORMAT.format(root=str(in_tmp / "data")))
-    from distillkit.engine.run import train_from_config
+    from distillkit.runner import train_from_config
 
     results = train_from_config(config, run_dir="run", device="cpu")
     row = json.loads(open("run/metrics.jsonl").read())
@@ -250,12 +248,6 @@ def test_seed_format_kd_config_on_image_folder(in_tmp, write_yaml):
         correct = sum(int(teacher(x[None]).argmax(1).item() == y) for x, y in val)
     assert results["teacher"]["top1"] == pytest.approx(100.0 * correct / len(val))
     assert os.path.isfile("model/toy-cifar_resnet8_from_resnet18.pt")
-
-
-def run_cli(*args, cwd):
-    env = dict(os.environ, PYTHONPATH=REPO)
-    return subprocess.run([sys.executable, "-m", "distillkit.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
 
 
 def test_cli_errors_are_one_paragraph_without_traceback(in_tmp, write_yaml):

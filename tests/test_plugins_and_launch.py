@@ -8,7 +8,8 @@ import pytest
 from distillkit.config import load_config
 from distillkit.errors import ConfigError
 from distillkit.experiment import build_experiment
-from tests.test_end_to_end import DIGITS, REPO
+from tests.conftest import REPO, child_env
+from tests.test_end_to_end import DIGITS
 
 PLUGIN = '''
 import torch
@@ -38,7 +39,7 @@ def test_missing_plugin_module_is_located(in_tmp, write_yaml):
 
 def test_train_local_sh_runs_a_config_through_torchrun(in_tmp, write_yaml):
     config = write_yaml(DIGITS.replace("num_epochs: 2", "num_epochs: 1"))
-    env = dict(os.environ, NUM_GPUS="1", PYTHONPATH=REPO, CUDA_VISIBLE_DEVICES="")
+    env = child_env(NUM_GPUS="1")
     result = subprocess.run([os.path.join(REPO, "train_local.sh"), config, "--run-dir", str(in_tmp / "run"),
                              "--device", "cpu", "--set", "train.log_freq=1000"], env=env, capture_output=True,
                             text=True, timeout=300)

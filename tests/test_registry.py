@@ -4,9 +4,10 @@ import torch
 from torch import nn
 
 import distillkit  # noqa: F401
+from distillkit.config.schema import SchedulerSettings, TypedBlock
 from distillkit.data.transforms import build_transform
+from distillkit.engine.optim import build_optimizer, build_scheduler
 from distillkit.errors import ConfigError
-from distillkit.experiment import build_optimizer, build_scheduler
 from distillkit.losses import build_criterion
 from distillkit.losses.build import IOTermAdapter, OrgTermAdapter
 from distillkit.models import build_model
@@ -112,13 +113,19 @@ def test_transforms_registry_then_torchvision():
 
 def test_optimizer_and_scheduler_from_torch():
     params = [nn.Parameter(torch.zeros(2))]
-    opt = build_optimizer({"type": "AdamW", "params": {"lr": 0.01}}, params, world_size=4, adjust_lr=True)
+    def optimizer(block):
+        return TypedBlock.parse(block, "train.optimizer")
+
+    def scheduler(block):
+        return SchedulerSettings.parse(block, "train.scheduler")
+
+    opt = build_optimizer(optimizer({"type": "AdamW", "params": {"lr": 0.01}}), params, world_size=4, scale_lr=True)
     assert isinstance(opt, torch.optim.AdamW) and opt.param_groups[0]["lr"] == pytest.approx(0.04)
-    sched = build_scheduler({"type": "MultiStepLR", "params": {"milestones": [1], "gamma": 0.5}}, opt)
+    sched = build_scheduler(scheduler({"type": "MultiStepLR", "params": {"milestones": [1], "gamma": 0.5}}), opt, 1, 1)
     assert isinstance(sched, torch.optim.lr_scheduler.MultiStepLR)
     with pytest.raises(ConfigError) as info:
-        build_optimizer({"type": "AdamX"}, params, 1, False)
+        build_optimizer(optimizer({"type": "AdamX"}), params, 1, False)
     assert "'Adam" in str(info.value) and "train.optimizer.type" in str(info.value)
     with pytest.raises(ConfigError) as info:
-        build_scheduler({"type": "MultiStep"}, opt)
+        build_scheduler(scheduler({"type": "MultiStep"}), opt, 1, 1)
     assert "'MultiStepLR'" in str(info.value) and "train.scheduler.type" in str(info.value)

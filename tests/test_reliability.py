@@ -11,26 +11,19 @@ import torch
 
 from distillkit.cli import main
 from distillkit.engine.checkpoint import RunCheckpoints
-from distillkit.errors import DistillkitError
+from tests.conftest import REPO, child_env, start_cli
 from tests.test_end_to_end import DIGITS
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 AUGMENTED = DIGITS.replace("transform_params: [{type: 'ToTensor', params: }]",
                            "transform_params: [{type: 'RandomAffine', params: {degrees: 15}}, {type: 'ToTensor'}]") \
     .replace("num_epochs: 2", "num_epochs: 4").replace("ckpt: 'student.pt'", "ckpt: ")
 
 
-def cli(*args, cwd):
-    env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
-    return subprocess.Popen([sys.executable, "-m", "distillkit.cli", *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
 def start_pair(config, name, cwd, checkpoint):
     """An uninterrupted run 'straight' and a run ``name`` started beside it; returns once ``name`` wrote
     ``checkpoint``."""
-    straight = cli("train", config, "--run-dir", "straight", "--device", "cpu", cwd=cwd)
-    victim = cli("train", config, "--run-dir", name, "--device", "cpu", cwd=cwd)
+    straight = start_cli("train", config, "--run-dir", "straight", "--device", "cpu", cwd=cwd)
+    victim = start_cli("train", config, "--run-dir", name, "--device", "cpu", cwd=cwd)
     deadline = time.time() + 240
     while not os.path.exists(cwd / name / "checkpoints" / checkpoint) and time.time() < deadline:
         time.sleep(0.05)
@@ -44,7 +37,7 @@ def test_sigkill_then_resume_is_bitwise_identical(in_tmp, write_yaml):
     killed.wait()
     assert killed.returncode == -signal.SIGKILL
     assert straight.wait(timeout=300) == 0
-    resumed = cli("train", config, "--run-dir", "killed", "--resume", "--device", "cpu", cwd=in_tmp)
+    resumed = start_cli("train", config, "--run-dir", "killed", "--resume", "--device", "cpu", cwd=in_tmp)
     out, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err[-3000:]
     assert "resumed from" in out
@@ -70,7 +63,7 @@ for epoch in range(10_000):
 
 
 def test_sigkill_during_saves_leaves_loadable_checkpoints(tmp_path):
-    env = dict(os.environ, PYTHONPATH=REPO)
+    env = child_env()
     for delay in (0.05, 0.23, 0.41):
         run_dir = tmp_path / f"run{delay}"
         saver = subprocess.Popen([sys.executable, "-c", SAVER, str(run_dir)], env=env, stdout=subprocess.PIPE, text=True)
@@ -143,7 +136,7 @@ def test_sigterm_saves_mid_epoch_and_resume_is_bitwise_identical(in_tmp, write_y
     assert "preempted: a resumable checkpoint" in out
     saved = torch.load(in_tmp / "stopped" / "checkpoints" / "last.pt", weights_only=True)
     assert saved["epoch_in_progress"] == 1 and 0 < saved["step_in_epoch"] < 57
-    resumed = cli("train", config, "--run-dir", "stopped", "--resume", "--device", "cpu", cwd=in_tmp)
+    resumed = start_cli("train", config, "--run-dir", "stopped", "--resume", "--device", "cpu", cwd=in_tmp)
     _, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err[-3000:]
     assert straight.wait(timeout=300) == 0

@@ -1,12 +1,19 @@
 """Speed settings change how a step runs, never what it computes."""
 import pytest
 import torch
+from test_teacher_cache import first_epoch, teacher_ckpt  # noqa: F401  (fixture)
 from torch import nn
 
+from distillkit.config.schema import TrainSettings
 from distillkit.engine.speed import SpeedSettings
 from distillkit.errors import ConfigError
 from distillkit.model_side import ModelSide
-from test_teacher_cache import first_epoch, teacher_ckpt  # noqa: F401  (fixture)
+
+
+def train_settings(**keys):
+    block = {"num_epochs": 1, "train_data_loader": {"dataset_id": "x", "batch_size": 1},
+             "optimizer": {"type": "SGD"}, "criterion": {"type": "CrossEntropyLoss"}, **keys}
+    return TrainSettings.parse(block, "train")
 
 
 def small_net():
@@ -27,7 +34,7 @@ def test_a_speed_setting_trains_the_same_epoch(write_yaml, teacher_ckpt, lines):
 
 
 def test_channels_last_and_inference_mode_reach_the_models():
-    settings = SpeedSettings.from_train_block({"channels_last": True, "teacher_inference_mode": True})
+    settings = SpeedSettings.from_settings(train_settings(channels_last=True, teacher_inference_mode=True))
     teacher = ModelSide(small_net(), {"requires_grad": False, "forward_hook": {"output": ["0"]}}, is_teacher=True)
     settings.prepare_side(teacher)
     assert teacher.root[0].weight.is_contiguous(memory_format=torch.channels_last)
@@ -42,6 +49,6 @@ def test_channels_last_and_inference_mode_reach_the_models():
 
 
 def test_compile_setting_is_checked():
-    assert SpeedSettings.from_train_block({"compile": {"mode": "max-autotune"}}).compile == {"mode": "max-autotune"}
+    assert SpeedSettings.from_settings(train_settings(compile={"mode": "max-autotune"})).compile == {"mode": "max-autotune"}
     with pytest.raises(ConfigError, match="train.compile"):
-        SpeedSettings.from_train_block({"compile": "fast"})
+        SpeedSettings.from_settings(train_settings(compile="fast"))

@@ -6,11 +6,10 @@ import torch
 import torchvision
 
 from distillkit.config import load_config
-from distillkit.engine.run import train_from_config
 from distillkit.experiment import build_experiment
-from tests.conftest import make_image_folder
+from distillkit.runner import train_from_config
+from tests.conftest import REPO, make_image_folder
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHIPPED = os.path.join(REPO, "configs", "ilsvrc2012", "tat", "resnet18_from_resnet34_attn.yaml")
 SEED = os.path.join(REPO, "..", "shared", "seeds", "003_a427c8449a5cf2fb.txt")
 SMALL_MACHINE = ["train.num_epochs=1", "train.train_data_loader.batch_size=4", "train.train_data_loader.num_workers=0",
@@ -77,7 +76,7 @@ def test_tat_config_trains_end_to_end(imagenet_like, source):
         overrides = SMALL_MACHINE
     else:
         path, overrides = SHIPPED, root_overrides(tmp / "imagenet") + SMALL_MACHINE
-    results = train_from_config(str(path), overrides, device="cpu", run_dir="run")
+    results = train_from_config(str(path), overrides=overrides, device="cpu", run_dir="run")
     assert results["student"]["count"] == 6 and results["teacher"]["count"] == 6
     import json
 

@@ -8,11 +8,11 @@ from torchvision import transforms as T
 
 from distillkit.config import load_config
 from distillkit.data.replay import ReplayPlan
-from distillkit.engine.run import seed_everything
 from distillkit.engine.teacher_cache import compress_logits, expand_logits
 from distillkit.engine.trainer import Trainer
 from distillkit.errors import ConfigError
 from distillkit.experiment import build_experiment
+from distillkit.runner import seed_everything
 
 CONFIG = """
 datasets:
@@ -54,6 +54,16 @@ def teacher_ckpt(tmp_path):
     return str(path)
 
 
+class StepLosses:
+    """A Trainer callback that keeps every step's loss."""
+
+    def __init__(self, losses):
+        self.losses = losses
+
+    def on_step_end(self, trainer, values):
+        self.losses.append(values["loss"].item())
+
+
 def first_epoch(write_yaml, teacher_ckpt, cache=None, name="c.yaml", train_lines="", forbid_teacher=False):
     """Train one epoch from seed 0; returns (first-step loss, epoch row, student weights)."""
     text = CONFIG.replace("TEACHER", teacher_ckpt) + train_lines
@@ -66,10 +76,8 @@ def first_epoch(write_yaml, teacher_ckpt, cache=None, name="c.yaml", train_lines
         def no_forward(*args):
             raise AssertionError("the teacher ran during a replay")
         experiment.teacher.model.forward = no_forward
-    trainer = Trainer(experiment)
     losses = []
-    original = trainer.train_step
-    trainer.train_step = lambda *a: losses.append(original(*a)["loss"].item()) or {"loss": torch.tensor(losses[-1])}
+    trainer = Trainer(experiment, callbacks=[StepLosses(losses)])
     row = trainer.train_one_epoch(0)
     return losses[0], row, experiment.student.model.state_dict()
 

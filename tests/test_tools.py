@@ -1,6 +1,5 @@
 """distillkit check / modules / export / plot, entry-point plugins, and the guided run-time errors."""
 import os
-import sys
 
 import pytest
 import torch

@@ -26,9 +26,10 @@ _TYPES = {"mapping": (dict,), "list": (list, tuple), "str": (str,), "bool": (boo
 MAX_INT_DIGITS = 18  # larger integers are typos (a 5,000-digit batch size), refused before anything is built
 
 
-def setting(kind, default=None, *, required: bool = False, min=None, factory=None, doc: str = ""):
-    """A schema field: ``kind`` as above, ``default`` when absent, ``min`` the smallest valid value."""
-    metadata = {"kind": kind, "required": required, "min": min, "doc": doc}
+def setting(kind, default=None, *, required: bool = False, min=None, factory=None, nullable: bool = False):
+    """A schema field: ``kind`` as above, ``default`` when absent, ``min`` the smallest valid value;
+    ``nullable``: a ``null`` written in the file means None rather than the default."""
+    metadata = {"kind": kind, "required": required, "min": min, "nullable": nullable}
     if factory is not None:
         return field(default_factory=factory, metadata=metadata)
     if isinstance(kind, type) and issubclass(kind, Section) and default is None and not required:
@@ -81,6 +82,9 @@ class Section:
             path = join_path(key_path, name)
             kind, required = spec.metadata["kind"], spec.metadata["required"]
             value = block.get(name)
+            if value is None and name in block and spec.metadata["nullable"]:
+                values[name] = None
+                continue
             if value is None:
                 if required:
                     raise cls._missing(block, name, key_path)
@@ -138,6 +142,7 @@ class LoaderSettings(Section):
     persistent_workers: bool = setting("bool", False)
     prefetch_factor: Optional[int] = setting("int", min=1)
     repeated_aug: int = setting("int", 0, min=0)
+    decode: str = setting("str", "pil")  # pil | fast | cuda | dali (distillkit/data/decoding.py)
 
 
 @dataclass
@@ -191,7 +196,7 @@ class AmpBlock(Section):
 @dataclass
 class TeacherCacheSettings(Section):
     dir: str = setting("str", required=True)
-    top_k: Optional[int] = setting("int", 10, min=1)
+    top_k: Optional[int] = setting("int", 10, min=1, nullable=True)  # null: every logit, exactly
 
 
 @dataclass
@@ -215,7 +220,8 @@ class TrainSettings(Section):
     apex: Optional[dict] = setting("mapping")
     amp: AmpBlock = setting(AmpBlock, factory=AmpBlock)
     clip_grad_norm: Optional[float] = setting("number", min=0)
-    adjust_lr: bool = setting("bool", False)
+    scale_lr: bool = setting("bool", False)  # lr x world size (the runner's --scale-lr)
+    adjust_lr: bool = setting("bool", False)  # earlier spelling of scale_lr, read as it
     mixup: Optional[dict] = setting("mapping")
     model_ema: Optional[dict] = setting("mapping")
     keep_last_checkpoints: int = setting("int", 2, min=1)

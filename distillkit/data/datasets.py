@@ -17,6 +17,7 @@ from ..errors import ConfigError
 from ..registry import DATASETS
 from ..utils import call_with_params
 from .transforms import maybe_transform
+from . import shards  # noqa: F401,E402  (registers TarShards: tar shards from `distillkit prepare`)
 
 # Datasets whose root must already hold data (no download option).
 _FOLDER_TYPES = ("ImageFolder", "DatasetFolder")

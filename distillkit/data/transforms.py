@@ -12,6 +12,7 @@ from torchvision import transforms as tv_transforms
 from ..errors import ConfigError
 from ..registry import TRANSFORMS, register_transform
 from ..utils import call_with_params
+from .timm_compat import patch_timm_posterize
 
 
 def build_transform(spec, key_path: str):
@@ -40,9 +41,7 @@ def maybe_transform(params: dict, key: str, key_path: str) -> Optional[object]:
 @register_transform("create_transform")
 def timm_create_transform(**params):
     """timm's ``create_transform`` (RandAugment ``auto_augment``, Random Erasing ``re_prob``, ...), as one step."""
-    from timm.data import create_transform
-
-    from .timm_compat import patch_timm_posterize
+    from timm.data import create_transform  # timm is imported only when a config asks for its transforms
 
     patch_timm_posterize()
     return create_transform(**params)

@@ -20,20 +20,19 @@ class AmpSettings:
     device_type: str = "cpu"
 
     @classmethod
-    def from_train_block(cls, train: dict, device: torch.device) -> "AmpSettings":
-        amp = dict(train.get("amp") or {})
-        apex = train.get("apex") or {}
-        if apex.get("requires") and not amp:
+    def from_settings(cls, train, device: torch.device) -> "AmpSettings":
+        """From the TrainSettings' ``amp`` (and torchdistill's ``apex``, when ``amp`` is not written)."""
+        enabled, dtype_name = train.amp.enabled, train.amp.dtype
+        if (train.apex or {}).get("requires") and not train.amp.raw:
             if device.type == "cuda":
                 logger.warning("train.apex.requires is mapped to torch autocast with float16 (apex is not used); "
                                "prefer train.amp: {enabled: true, dtype: bfloat16}.")
-                amp = {"enabled": True, "dtype": "float16"}
+                enabled, dtype_name = True, "float16"
             else:
                 logger.warning("train.apex.requires is ignored on CPU: apex is CUDA-only.")
-        dtype_name = str(amp.get("dtype", "bfloat16"))
         if dtype_name not in _DTYPES:
             raise ConfigError(f"unknown amp dtype {dtype_name!r}; use bfloat16 or float16.", key_path="train.amp.dtype")
-        return cls(bool(amp.get("enabled", False)), _DTYPES[dtype_name], device.type)
+        return cls(enabled, _DTYPES[dtype_name], device.type)
 
     def autocast(self):
         if not self.enabled:

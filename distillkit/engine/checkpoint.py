@@ -12,12 +12,16 @@ import glob
 import os
 import random
 import shutil
-from typing import Optional
+from dataclasses import dataclass, fields
+from typing import Dict, Optional
 
 import numpy as np
 import torch
 
-from ..models.checkpoint import save_atomic
+from ..errors import CheckpointError
+from ..models.checkpoint import load_checkpoint, save_atomic
+from .best import BestMetric
+from .step import OptimizerStep
 
 
 def _link_atomic(source: str, target: str) -> None:
@@ -49,10 +53,6 @@ class RunCheckpoints:
             os.unlink(old)  # best.pt and last.pt are links of their own: unaffected
         return path
 
-    def latest(self) -> Optional[str]:
-        path = os.path.join(self.directory, "last.pt")
-        return path if os.path.isfile(path) else None
-
 
 def rng_state(train_loader=None) -> dict:
     """Python, NumPy, torch CPU (and CUDA) generators, and the training sampler's own generator."""
@@ -82,3 +82,70 @@ def restore_rng_state(state: dict, train_loader=None) -> None:
     generator = getattr(getattr(train_loader, "sampler", None), "generator", None)
     if "sampler" in state and isinstance(generator, torch.Generator):
         generator.set_state(state["sampler"])
+
+
+@dataclass
+class PendingResume:
+    """Where a run stopped inside an epoch (SIGTERM): resuming finishes that epoch from ``step_in_epoch``."""
+    step_in_epoch: int
+    partial_sums: Dict[str, torch.Tensor]
+    partial_seen: int
+    rng: Optional[dict] = None  # the generators when it stopped (stored as the checkpoint's own 'rng')
+    sampler_epoch_start: Optional[torch.Tensor] = None
+
+
+@dataclass
+class ResumePoint:
+    """What a run checkpoint restores beyond the weights and optimizer: where to continue, and the counters."""
+    epoch_done: int
+    start_epoch: int
+    global_step: int
+    skipped_steps: int
+    pending: Optional[PendingResume] = None
+
+
+def run_state(exp, step: OptimizerStep, epoch: int, global_step: int, best: BestMetric, skipped: int,
+              pending: Optional[PendingResume] = None) -> dict:
+    """Everything a run checkpoint holds after ``epoch`` (and, with ``pending``, the steps done in the next)."""
+    state = {"model": exp.student.model.state_dict(), "student_side": exp.student.state_dict(), **step.state_dict(),
+             "epoch": epoch, "global_step": global_step, "best_metric": best.state_dict(),
+             "rng": rng_state(exp.train_loader), "skipped_steps": skipped}
+    if exp.scheduler is not None:
+        state["scheduler"] = exp.scheduler.state_dict()
+    if exp.ema is not None:
+        state["model_ema"] = exp.ema.module.state_dict()
+    if exp.teacher is not None and exp.teacher.trainable:
+        state["teacher_side"] = exp.teacher.state_dict()
+    if pending is not None:
+        state["epoch_in_progress"] = epoch + 1
+        state.update({f.name: getattr(pending, f.name) for f in fields(PendingResume)
+                      if getattr(pending, f.name) is not None})
+    return state
+
+
+def restore_run_state(path: str, exp, step: OptimizerStep, best: BestMetric) -> ResumePoint:
+    """Load a run checkpoint into the experiment, the optimizer step and the best-metric tracker."""
+    state = load_checkpoint(path, "resume checkpoint")
+    missing = [k for k in ("student_side", "optimizer", "epoch", "rng") if k not in state]
+    if missing:
+        raise CheckpointError(f"resume checkpoint {path!r} is not a distillkit run checkpoint "
+                              f"(no {', '.join(missing)}); give a checkpoints/last.pt or epoch_NNNN.pt file.")
+    exp.student.load_state_dict(state["student_side"])
+    if "teacher_side" in state and exp.teacher is not None:
+        exp.teacher.load_state_dict(state["teacher_side"])
+    step.load_state_dict(state)
+    if exp.scheduler is not None and "scheduler" in state:
+        exp.scheduler.load_state_dict(state["scheduler"])
+    if exp.ema is not None and "model_ema" in state:
+        exp.ema.module.load_state_dict(state["model_ema"])
+    best.load_state_dict(state.get("best_metric") or {"name": "val_top1", "mode": "max",
+                                                      "value": state.get("best_top1", float("-inf"))})
+    pending = None
+    if "step_in_epoch" in state:  # taken inside an epoch (SIGTERM): finish that epoch first
+        pending = PendingResume(**{f.name: state[f.name] for f in fields(PendingResume) if f.name in state})
+    else:
+        restore_rng_state(state["rng"], exp.train_loader)
+    epoch = int(state["epoch"])
+    return ResumePoint(epoch_done=epoch, start_epoch=int(state["epoch_in_progress"]) if pending else epoch + 1,
+                       global_step=int(state["global_step"]), skipped_steps=int(state.get("skipped_steps", 0)),
+                       pending=pending)

@@ -16,9 +16,10 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ..config.schema import SideSettings
 from ..errors import ConfigError, DistillkitError
 
-logger = logging.getLogger("distillkit")
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -83,7 +84,7 @@ def all_reduce_sum(tensor: torch.Tensor, ctx: DistContext) -> torch.Tensor:
 _DDP_NAMES = (None, "DistributedDataParallel", "DDP")
 
 
-def wrap_side(module: nn.Module, ctx: DistContext, block: Optional[dict], key_path: str) -> nn.Module:
+def wrap_side(module: nn.Module, ctx: DistContext, side: SideSettings) -> nn.Module:
     """Wrap a trainable side for distributed training, from its config block.
 
     ``wrapper``: DistributedDataParallel (also when left empty: an unwrapped trainable side would drift
@@ -91,11 +92,10 @@ def wrap_side(module: nn.Module, ctx: DistContext, block: Optional[dict], key_pa
     ``sync_bn: true`` converts BatchNorm to SyncBatchNorm (CUDA only); ``find_unused_parameters`` goes to DDP.
     A side with nothing to train (a frozen teacher) is never wrapped.
     """
-    block = block or {}
     if not ctx.distributed or not any(p.requires_grad for p in module.parameters()):
         return module
-    wrapper = block.get("wrapper")
-    if isinstance(wrapper, str) and wrapper.lower() == "none" or wrapper is False:
+    key_path, wrapper = side.key_path, side.wrapper
+    if isinstance(wrapper, str) and wrapper.lower() == "none":
         logger.warning("%s.wrapper is 'none': this side trains unsynchronised on each rank.", key_path)
         return module
     if wrapper not in _DDP_NAMES:
@@ -103,14 +103,14 @@ def wrap_side(module: nn.Module, ctx: DistContext, block: Optional[dict], key_pa
             raise ConfigError(f"unknown wrapper {wrapper!r}.", key_path=f"{key_path}.wrapper",
                               candidates=["DistributedDataParallel", "DataParallel", "none"])
         logger.warning("%s.wrapper DataParallel is replaced by DistributedDataParallel under torchrun.", key_path)
-    if block.get("sync_bn"):
+    if side.sync_bn:
         if ctx.device.type == "cuda":
             module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
         else:
             logger.warning("%s.sync_bn is ignored on CPU: SyncBatchNorm needs CUDA.", key_path)
     device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(module, device_ids=device_ids,
-                                               find_unused_parameters=bool(block.get("find_unused_parameters")))
+                                               find_unused_parameters=side.find_unused_parameters)
 
 
 def explain_ddp_error(exc: RuntimeError) -> Optional[DistillkitError]:
@@ -125,10 +125,6 @@ def explain_ddp_error(exc: RuntimeError) -> Optional[DistillkitError]:
         "part feed the loss, freeze the unused parts (train.student.frozen_modules), or set "
         "train.student.find_unused_parameters: true (slower: DDP then searches the graph every step). "
         f"DDP said: {text.splitlines()[0]}")
-
-
-def unwrap(module: nn.Module) -> nn.Module:
-    return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
 
 
 def cleanup() -> None:

@@ -19,7 +19,7 @@ def classification_logits(output):
 def evaluate(forward: Callable, loader, ctx: DistContext, amp=None) -> Dict[str, float]:
     """``forward(images) -> logits`` over ``loader``; returns top1, top5 (percent) and count."""
     totals = torch.zeros(3, dtype=torch.float64, device=ctx.device)
-    for images, targets in loader:
+    for images, targets, *_ in loader:
         images = images.to(ctx.device, non_blocking=True)
         targets = targets.to(ctx.device, non_blocking=True)
         with (amp.autocast() if amp is not None else torch.autocast("cpu", enabled=False)):

@@ -7,7 +7,8 @@ import os
 import sys
 from typing import Optional
 
-LOGGER_NAME = "distillkit"
+LOGGER_NAME = "distillkit"  # every module logs to logging.getLogger(__name__), a child of this one
+FORMAT = ("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
 
 
 def setup_logging(log_file: Optional[str] = None, is_main: bool = True, debug: bool = False) -> logging.Logger:
@@ -18,7 +19,7 @@ def setup_logging(log_file: Optional[str] = None, is_main: bool = True, debug: b
         if getattr(handler, "_distillkit", False):
             logger.removeHandler(handler)
             handler.close()
-    formatter = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
+    formatter = logging.Formatter(*FORMAT)
     handlers = [logging.StreamHandler(sys.stdout)]
     if log_file and is_main:
         os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
@@ -30,6 +31,15 @@ def setup_logging(log_file: Optional[str] = None, is_main: bool = True, debug: b
         logger.addHandler(handler)
     logger.propagate = False
     return logger
+
+
+def add_file_handler(path: str) -> logging.Handler:
+    """Also write the distillkit log to ``path`` (a run's train.log), until the next setup_logging."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler._distillkit = True
+    handler.setFormatter(logging.Formatter(*FORMAT))
+    logging.getLogger(LOGGER_NAME).addHandler(handler)
+    return handler
 
 
 class MetricsLog:

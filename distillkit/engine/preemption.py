@@ -12,7 +12,7 @@ import signal
 import torch
 import torch.distributed as dist
 
-logger = logging.getLogger("distillkit")
+logger = logging.getLogger(__name__)
 
 
 class Preempted(Exception):

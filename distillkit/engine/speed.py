@@ -26,8 +26,8 @@ class SpeedSettings:
     teacher_inference_mode: bool = False
 
     @classmethod
-    def from_train_block(cls, train: dict) -> "SpeedSettings":
-        compile_block = train.get("compile")
+    def from_settings(cls, train) -> "SpeedSettings":
+        compile_block = train.compile
         if compile_block in (None, False):
             options = None
         elif compile_block is True:
@@ -37,7 +37,7 @@ class SpeedSettings:
         else:
             raise ConfigError(f"expected true, false or torch.compile options such as {{mode: max-autotune}}, "
                               f"found {compile_block!r}.", key_path="train.compile")
-        return cls(bool(train.get("channels_last", False)), options, bool(train.get("teacher_inference_mode", False)))
+        return cls(train.channels_last, options, train.teacher_inference_mode)
 
     def prepare_side(self, side) -> None:
         """Memory format, inference mode and compilation of one ModelSide (before DDP wraps it)."""
@@ -49,7 +49,11 @@ class SpeedSettings:
             side.root.compile(**self.compile)
 
     def to_device(self, images: torch.Tensor, device) -> torch.Tensor:
-        """One batch onto the device, asynchronously from pinned memory, in the models' memory format."""
+        """One batch onto the device, asynchronously from pinned memory, in the models' memory format.
+        A uint8 or encoded batch (loader ``decode: fast | cuda | dali``, data/device_batch.py) becomes float
+        here: decoded (cuda, dali), converted and normalised on the device, NHWC under channels_last."""
+        if hasattr(images, "to_device"):
+            return images.to_device(device, channels_last=self.channels_last)
         images = images.to(device, non_blocking=True)
         if self.channels_last and images.dim() == 4:
             images = images.contiguous(memory_format=torch.channels_last)

@@ -23,10 +23,11 @@ from typing import Callable, List, Optional, Tuple
 
 import torch
 
+from ..data.samplers import ReplaySampler
 from ..errors import ConfigError, DistillkitError
 from ..models.checkpoint import load_checkpoint, save_atomic
 
-logger = logging.getLogger("distillkit")
+logger = logging.getLogger(__name__)
 
 
 def compress_logits(logits: torch.Tensor, top_k: Optional[int]) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -47,30 +48,6 @@ def expand_logits(values: torch.Tensor, indices: torch.Tensor, rest: torch.Tenso
     """The logits that :func:`compress_logits` describes: ``rest`` everywhere, the top-k values at their classes."""
     full = rest[:, None].expand(values.shape[0], classes).clone()
     return full.scatter_(1, indices.long(), values)
-
-
-class ReplaySampler:
-    """Wraps the training sampler (a ResumableSampler): recording epochs iterate it; a replayed epoch yields
-    ``(index, params, row)`` for each recorded row in recorded order."""
-
-    def __init__(self, sampler):
-        self.sampler = sampler
-        self.rows: Optional[List[tuple]] = None
-
-    def __getattr__(self, name):  # generator, set_epoch: the wrapped sampler's
-        return getattr(self.__dict__["sampler"], name)
-
-    def skip_next(self, count: int) -> None:
-        self.sampler.skip_next(count)
-
-    def __iter__(self):
-        if self.rows is None:
-            yield from self.sampler
-            return
-        yield from self.rows[self.sampler.take_skip():]
-
-    def __len__(self) -> int:
-        return len(self.rows) if self.rows is not None else len(self.sampler)
 
 
 def weights_fingerprint(module: torch.nn.Module) -> str:
@@ -162,32 +139,33 @@ class TeacherCache:
             self.buffers[key] = []
 
 
-def check_cacheable(config: dict, experiment) -> None:
-    """Refuse configs where a replayed step would not equal a live one."""
-    train = config["train"]
-    teacher = train.get("teacher") or {}
-    hooks = teacher.get("forward_hook") or {}
-    if experiment.teacher is None:
+class CachedTeacher:
+    """The teacher side when ``train.teacher_cache`` is on, with ModelSide's call shape: ``(logits, {})``
+    replayed from the record, or the live teacher's logits, recorded."""
+
+    def __init__(self, teacher, cache: TeacherCache):
+        self.teacher = teacher
+        self.cache = cache
+
+    def __call__(self, images, supp_dict: dict):
+        return self.cache.teacher_output(supp_dict, lambda: self.teacher(images)[0]), {}
+
+
+def check_cacheable(train, teacher, criterion) -> None:
+    """Refuse settings where a replayed step would not equal a live one (``train``: the TrainSettings)."""
+    if teacher is None:
         raise ConfigError("train.teacher_cache stores teacher outputs, but there is no models.teacher_model.",
                           key_path="train.teacher_cache")
     reasons = []
-    if hooks.get("input") or hooks.get("output") or teacher.get("special"):
+    hooks = train.teacher.forward_hook
+    if hooks.get("input") or hooks.get("output") or train.teacher.special:
         reasons.append(("train.teacher.forward_hook", "the teacher's features are hooked (feature terms read them)"))
-    if experiment.teacher.trainable:
+    if teacher.trainable:
         reasons.append(("train.teacher.requires_grad", "part of the teacher trains, so its outputs change"))
-    if train.get("mixup"):
+    if train.mixup:
         reasons.append(("train.mixup", "Mixup/CutMix mixes whole batches"))
-    from ..losses.build import IOTermAdapter
-
-    criterion = experiment.criterion
-    for name, term in criterion.sub_criteria.items():
-        if criterion.sub_factors[name] == 0:
-            continue
-        student_only = isinstance(term, IOTermAdapter) and not any(
-            spec.get("is_from_teacher") for spec in (term.input_spec, term.target_spec))
-        if not student_only:
-            reasons.append((f"train.criterion.sub_terms.{name}",
-                            f"the sub term {name!r} reads features from the io_dicts"))
+    for name in criterion.teacher_feature_readers():
+        reasons.append((f"train.criterion.sub_terms.{name}", f"the sub term {name!r} reads teacher features"))
     if reasons:
         key, why = reasons[0]
         raise ConfigError(f"train.teacher_cache replays teacher logits only, and here {why}; the replay would "

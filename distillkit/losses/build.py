@@ -39,6 +39,7 @@ class IOTermAdapter(nn.Module):
         self.loss = loss
         self.input_spec = input
         self.target_spec = target
+        self.reads_teacher_features = any(spec.get("is_from_teacher") for spec in (input, target))
 
     @staticmethod
     def _read(spec, student_io, teacher_io, targets):

@@ -35,6 +35,12 @@ class GeneralizedCustomLoss(nn.Module):
         self.sub_factors = {name: float(factor) for name, (_, factor) in sub_terms.items()}
         self.supp_readers = {name for name, crit in self.sub_criteria.items() if takes_supp_dict(crit)}
 
+    def teacher_feature_readers(self):
+        """Names of the active sub terms that read the teacher's io_dict (a term says so with
+        ``reads_teacher_features``; a term that does not say is assumed to read them)."""
+        return [name for name, crit in self.sub_criteria.items()
+                if self.sub_factors[name] != 0 and getattr(crit, "reads_teacher_features", True)]
+
     def forward(self, student_output, teacher_output, student_io: dict, teacher_io: dict, targets,
                 supp_dict: Optional[dict] = None):
         terms = {}

@@ -16,6 +16,7 @@ from torch import nn
 from ..errors import ConfigError, nearest_names
 from ..registry import MODELS
 from ..utils import call_with_params
+from .distillable_vit import EVAL_OUTPUTS, select_eval_output
 
 
 def _torchvision_builder(name: str):
@@ -45,8 +46,6 @@ def _torchvision_call(builder, params: dict, key_path: str) -> nn.Module:
 def configure_timm_distilled(model: nn.Module, eval_output: str = "mean_logits") -> nn.Module:
     """Turn on a timm distilled ViT's training mode that returns ``(class, distillation)`` logits, and make
     evaluation return ``eval_output``: ``mean_logits`` (timm's own average), ``class`` or ``distill``."""
-    from .distillable_vit import EVAL_OUTPUTS, select_eval_output
-
     if eval_output not in EVAL_OUTPUTS:
         raise ConfigError(f"eval_output must be one of {EVAL_OUTPUTS}, found {eval_output!r}.",
                           key_path="params.eval_output")

@@ -35,18 +35,17 @@ def check_config(config_path: str, overrides=(), device: str = None) -> str:
     ctx = setup_distributed(device)
     config = load_config(config_path, overrides)
     experiment = build_experiment(config, ctx, for_training=True)
-    images, targets, *extras = next(iter(experiment.train_loader))
+    images, targets, supp = next(iter(experiment.train_loader))
     images, targets = experiment.speed.to_device(images, ctx.device), targets.to(ctx.device)
     if experiment.mixup is not None:
         images, targets = experiment.mixup(images, targets)
     trainer = Trainer(experiment)  # no run directory: it writes nothing
     trainer.train_mode()
-    loss, terms, student_io, teacher_io = trainer.forward(images, targets, *extras)
+    loss, terms, student_io, teacher_io = trainer.forward(images, targets, supp)
     if not torch.isfinite(loss):
         raise DistillkitError(f"{config_path}: the loss of the first batch is {loss.item()}: check the data and the loss terms.")
-    experiment.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    experiment.optimizer.step()
+    trainer.step.zero_grad()
+    trainer.step(loss)
     rows = _rows("teacher", teacher_io) + _rows("student", student_io)
     report = [f"config {config_path}: one training step on a batch of {images.shape[0]} images, nothing saved.",
               format_table(rows, ("side", "path", "io", "shape", "dtype")) if rows else "(no hooked tensors)",

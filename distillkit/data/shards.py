@@ -1,0 +1,315 @@
+"""``TarShards``: a WebDataset-style dataset of tar shards, streamed, sharded over ranks and loader workers.
+
+A shard folder (written by ``distillkit prepare``, :mod:`distillkit.tools.prepare`) holds ``index.json``
+(``classes``, and each shard's file name and sample count) and ``shard-NNNNNN.tar`` files; a sample is the
+tar members that share a key: ``<key>.jpg`` (or .png, ...) and ``<key>.cls`` (the class index as text),
+as in WebDataset.  Only the standard library's ``tarfile`` reads them.
+
+Each epoch (training) the shard order is shuffled with ``seed + epoch``; the stream of all samples in that
+order is cut into ``world_size`` contiguous ranges of ``ceil(N / world_size)`` samples (the last wraps to
+the start, as DistributedSampler pads), each rank's range into ``num_workers`` contiguous ranges of equal
+length (padded the same way), and each worker reads its range front to back (a few shards, sequentially:
+what shared file systems and object stores serve well) through a shuffle buffer of ``shuffle_buffer``
+samples.  Every worker thus yields the same number of batches, and batch ``t`` of an epoch comes from
+worker ``t % num_workers``.  Evaluation splits the unshuffled stream without padding: every sample once.
+
+Augmentation is seeded per sample from ``(seed, epoch, position in the padded stream)``, not from the
+worker's generator, so a view does not depend on which worker or rank reads it.  What is reproducible:
+
+* an epoch is a pure function of (seed, epoch, world size, num_workers, batch size, shuffle_buffer): the
+  same samples in the same order with the same augmentation, run after run;
+* a run resumed at an epoch boundary continues exactly as the uninterrupted run;
+* a run stopped inside an epoch (SIGTERM checkpoint) resumes with the next batch: the workers skip the
+  samples already trained on (their bytes are read, not decoded) and the rest of the epoch is identical,
+  provided world size, num_workers and batch size are unchanged.
+
+Not supported with shards: ``train.teacher_cache`` (it replays views by sample index) and ``repeated_aug``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import random
+import tarfile
+from contextlib import contextmanager
+from typing import Iterator, List, Optional, Tuple
+
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from ..errors import ConfigError
+from ..registry import register_dataset
+
+INDEX = "index.json"
+FORMAT = "distillkit-shards/1"
+IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "ppm", "pgm", "tif", "tiff", "gif")
+
+
+def split_key(name: str) -> Tuple[str, str]:
+    """``'dir/000012.jpg'`` -> ``('dir/000012', 'jpg')`` (WebDataset: the key ends at the basename's first dot)."""
+    slash = name.rfind("/") + 1
+    dot = name.find(".", slash)
+    return (name, "") if dot < 0 else (name[:dot], name[dot + 1:].lower())
+
+
+def read_shard(path: str, skip: int = 0, count: Optional[int] = None) -> Iterator[Tuple[str, bytes, int]]:
+    """``(key, image bytes, class)`` of the samples of one shard, from sample ``skip`` on, ``count`` of them.
+    Skipped samples' data is not read (only their headers)."""
+    if count is not None and count <= 0:
+        return
+    yielded, index, key, image, label = 0, -1, None, None, None
+    with tarfile.open(path, "r:") as tar:
+        for member in tar:
+            if not member.isfile():
+                continue
+            member_key, ext = split_key(member.name)
+            if member_key != key:
+                if key is not None and index >= skip:
+                    yield _sample(path, key, image, label)
+                    yielded += 1
+                    if count is not None and yielded >= count:
+                        return
+                key, image, label, index = member_key, None, None, index + 1
+            if index < skip:
+                continue
+            if ext == "cls":
+                label = int(tar.extractfile(member).read().decode().strip())
+            elif ext in IMAGE_EXTENSIONS and image is None:
+                image = tar.extractfile(member).read()
+        if key is not None and index >= skip and (count is None or yielded < count):
+            yield _sample(path, key, image, label)
+
+
+def _sample(path, key, image, label):
+    if image is None or label is None:
+        raise ValueError(f"shard {path}: sample {key!r} lacks an image or a .cls member")
+    return key, image, label
+
+
+def _seed(*parts) -> int:
+    digest = hashlib.blake2b("/".join(str(p) for p in parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & ((1 << 63) - 1)
+
+
+@contextmanager
+def seeded_rng(seed: int, all_generators: bool):
+    """torch's CPU generator (and Python's and NumPy's when ``all_generators``) seeded for one sample, then
+    restored: a sample's augmentation depends on its seed alone."""
+    import numpy as np
+
+    torch_state = torch.get_rng_state()
+    torch.default_generator.manual_seed(seed)
+    if all_generators:
+        py_state, np_state = random.getstate(), np.random.get_state()
+        random.seed(seed)
+        np.random.seed(seed % (1 << 32))
+    try:
+        yield
+    finally:
+        torch.set_rng_state(torch_state)
+        if all_generators:
+            random.setstate(py_state)
+            np.random.set_state(np_state)
+
+
+def _runs(positions: List[int]) -> List[Tuple[int, int]]:
+    """Consecutive positions as ``(start, length)`` runs."""
+    runs: List[List[int]] = []
+    for p in positions:
+        if runs and runs[-1][0] + runs[-1][1] == p:
+            runs[-1][1] += 1
+        else:
+            runs.append([p, 1])
+    return [(a, b) for a, b in runs]
+
+
+@register_dataset("TarShards")
+class TarShards(IterableDataset):
+    """Params: ``root`` (the folder with ``index.json``), ``shuffle_buffer`` (samples; 0 turns it off),
+    ``transform_params`` (as ImageFolder; with the loader's ``decode: fast`` computed from the bytes)."""
+
+    streaming = True
+
+    def __init__(self, root: str, transform=None, target_transform=None, shuffle_buffer: int = 1000):
+        index_path = os.path.join(str(root), INDEX)
+        if not os.path.isfile(index_path):
+            raise ConfigError(f"{index_path!r} does not exist: TarShards reads a folder written by "
+                              f"'distillkit prepare' (index.json and shard-*.tar).", key_path="params.root",
+                              hint="distillkit prepare IMAGE_FOLDER OUT_DIR [--max-side 320] writes one.")
+        with open(index_path) as handle:
+            index = json.load(handle)
+        if index.get("format") != FORMAT:
+            raise ConfigError(f"{index_path!r} is not a {FORMAT} index (format {index.get('format')!r}).",
+                              key_path="params.root")
+        self.root = str(root)
+        self.classes = list(index.get("classes") or [])
+        self.shards = [(os.path.join(self.root, s["name"]), int(s["count"])) for s in index["shards"]]
+        self.total = sum(count for _, count in self.shards)
+        self.transform, self.target_transform = transform, target_transform
+        self.shuffle_buffer = int(shuffle_buffer)
+        # set by configure() (the loader): where this copy reads, and how
+        self.rank, self.world_size, self.seed, self.training = 0, 1, 0, False
+        self.batch_size, self.num_workers, self.decoder = 1, 0, None
+        self.state = torch.zeros(3, dtype=torch.int64).share_memory_()  # epoch, skip batches, epoch of the skip
+
+    def __len__(self) -> int:
+        return self.total
+
+    def configure(self, *, rank: int, world_size: int, seed: int, training: bool, batch_size: int,
+                  num_workers: int, decoder) -> "TarShards":
+        import copy
+
+        stream = copy.copy(self)
+        stream.rank, stream.world_size, stream.seed, stream.training = rank, world_size, seed, training
+        stream.batch_size, stream.num_workers, stream.decoder = batch_size, num_workers, decoder
+        stream.state = torch.zeros(3, dtype=torch.int64).share_memory_()
+        return stream
+
+    # ------------------------------------------------------------------ layout of an epoch
+    def shard_order(self, epoch: int) -> List[int]:
+        if not self.training:
+            return list(range(len(self.shards)))
+        generator = torch.Generator().manual_seed(self.seed + epoch)
+        return torch.randperm(len(self.shards), generator=generator).tolist()
+
+    def samples_per_worker(self) -> int:
+        workers = max(1, self.num_workers)
+        return math.ceil(math.ceil(self.total / self.world_size) / workers)
+
+    def worker_positions(self, worker: int, workers: int) -> List[int]:
+        """Positions in the (padded) stream this worker reads, in order."""
+        n_total = self.total
+        if self.training:
+            per_rank = math.ceil(n_total / self.world_size)
+            per_worker = math.ceil(per_rank / workers)
+            first = self.rank * per_rank
+            return [first + (worker * per_worker + j) % per_rank for j in range(per_worker)]
+        start, end = self.rank * n_total // self.world_size, (self.rank + 1) * n_total // self.world_size
+        length = end - start
+        return list(range(start + worker * length // workers, start + (worker + 1) * length // workers))
+
+    def _read(self, order: List[int], positions: List[int]):
+        """``(position, key, bytes, class)`` for each position (taken modulo N), in order, shard by shard."""
+        starts, offset = [], 0
+        for shard in order:
+            starts.append(offset)
+            offset += self.shards[shard][1]
+        data_positions = [p % self.total for p in positions]
+        cursor = 0
+        for start, length in _runs(data_positions):
+            end = start + length
+            for slot, shard in enumerate(order):
+                s0, count = starts[slot], self.shards[shard][1]
+                lo, hi = max(start, s0), min(end, s0 + count)
+                if lo >= hi:
+                    continue
+                for key, data, label in read_shard(self.shards[shard][0], lo - s0, hi - lo):
+                    yield positions[cursor], key, data, label
+                    cursor += 1
+
+    def _shuffled(self, items, rng: Optional[random.Random]):
+        if rng is None or self.shuffle_buffer <= 1:
+            yield from items
+            return
+        buffer = []
+        for item in items:
+            if len(buffer) < self.shuffle_buffer:
+                buffer.append(item)
+                continue
+            pick = rng.randrange(len(buffer))
+            buffer[pick], item = item, buffer[pick]
+            yield item
+        rng.shuffle(buffer)
+        yield from buffer
+
+    def __iter__(self):
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        epoch, skip_batches, skip_epoch = (int(v) for v in self.state.tolist())
+        skip = len(range(worker, skip_batches, workers)) * self.batch_size if skip_epoch == epoch else 0
+        order = self.shard_order(epoch)
+        rng = random.Random(_seed(self.seed, epoch, self.rank, worker, "buffer")) if self.training else None
+        all_generators = self.decoder is None or self.decoder.mode == "pil"
+        for count, (position, key, data, label) in enumerate(self._shuffled(
+                self._read(order, self.worker_positions(worker, workers)), rng)):
+            if count < skip:
+                continue
+            with seeded_rng(_seed(self.seed, epoch, position), all_generators):
+                view, _ = self.decoder.sample(data)
+            target = self.target_transform(label) if self.target_transform is not None else label
+            yield view, target
+
+
+class StreamControl:
+    """The loader's ``sampler`` for a stream: the trainer's ``set_epoch`` and ``skip_next`` reach the workers
+    through a shared tensor (persistent workers included)."""
+
+    generator = None
+
+    def __init__(self, stream: TarShards):
+        self.stream = stream
+
+    def set_epoch(self, epoch: int) -> None:
+        self.stream.state[0] = int(epoch)
+
+    def skip_next(self, count: int) -> None:
+        """Skip the first ``count`` samples (whole batches) of the current epoch's pass."""
+        self.stream.state[1] = int(count) // self.stream.batch_size
+        self.stream.state[2] = self.stream.state[0]
+
+    def take_skip(self) -> int:
+        return int(self.stream.state[1]) * self.stream.batch_size
+
+
+class StreamLoader:
+    """A DataLoader over a TarShards stream, with the attributes the trainer reads."""
+
+    def __init__(self, stream: TarShards, loader: DataLoader, drop_last: bool):
+        self.dataset, self.loader, self.drop_last = stream, loader, drop_last
+        self.batch_size = loader.batch_size
+        self.sampler = StreamControl(stream)
+
+    def __len__(self) -> int:
+        workers = max(1, self.dataset.num_workers)
+        if self.dataset.training:
+            per_worker = [self.dataset.samples_per_worker()] * workers
+        else:
+            per_worker = [len(self.dataset.worker_positions(w, workers)) for w in range(workers)]
+        size = self.batch_size
+        return sum(n // size if self.drop_last else math.ceil(n / size) for n in per_worker)
+
+    def __iter__(self):
+        return iter(self.loader)
+
+
+def build_stream_loader(settings, dataset: TarShards, decode: str, *, training: bool, rank: int, world_size: int,
+                        seed: int, pin_memory: bool, replay_plan=None) -> StreamLoader:
+    """The loader of a TarShards dataset (called by ``build_loader``)."""
+    from .decoding import check_backend
+    from .fast_decode import ViewDecoder
+
+    key_path = settings.key_path
+    if replay_plan is not None:
+        raise ConfigError(f"train.teacher_cache replays each view by its sample index, and the dataset "
+                          f"{settings.dataset_id!r} ({key_path}.dataset_id) is a TarShards stream, read in shard "
+                          f"order without indices; the two cannot be combined.", key_path="train.teacher_cache",
+                          hint="Remove train.teacher_cache, or train from an ImageFolder (decode: fast keeps "
+                               "the cache).")
+    if settings.repeated_aug > 1:
+        raise ConfigError("repeated_aug samples indices, and a TarShards dataset streams shards.",
+                          key_path=f"{key_path}.repeated_aug")
+    check_backend(decode, f"{key_path}.decode")
+    decoder = ViewDecoder(dataset.transform, decode, f"{key_path}.decode")
+    stream = dataset.configure(rank=rank, world_size=world_size, seed=seed, training=training,
+                               batch_size=settings.batch_size, num_workers=settings.num_workers, decoder=decoder)
+    options = {}
+    if settings.num_workers > 0:
+        options["persistent_workers"] = settings.persistent_workers
+        if settings.prefetch_factor:
+            options["prefetch_factor"] = settings.prefetch_factor
+    loader = DataLoader(stream, batch_size=settings.batch_size, num_workers=settings.num_workers,
+                        collate_fn=decoder.collate, drop_last=settings.drop_last,
+                        pin_memory=pin_memory if settings.pin_memory is None else settings.pin_memory, **options)
+    return StreamLoader(stream, loader, settings.drop_last)
