@@ -5,6 +5,7 @@ Errors a user can cause print as one paragraph (no traceback) unless ``--debug``
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from typing import List, Optional
 
@@ -35,7 +36,10 @@ def add_train_options(parser: argparse.ArgumentParser, positional_config: bool =
                                                         "(default: runs/<experiment>-<time>)")
     parser.add_argument("--log", default=None, help="an extra text log file")
     parser.add_argument("--resume", nargs="?", const="latest", default=None, metavar="PATH",
-                        help="continue a run: its latest checkpoint (with --run-dir), or the checkpoint PATH")
+                        help="continue a run: its latest checkpoint (with --run-dir; none yet: start it), or the "
+                             "checkpoint PATH")
+    parser.add_argument("--allow-config-change", action="store_true",
+                        help="with --resume: continue although the config differs from the run's config.yaml")
     parser.add_argument("--scale-lr", dest="scale_lr", action="store_true", default=None,
                         help="multiply the learning rate by the world size (also train.scale_lr: true)")
     parser.add_argument("-adjust_lr", "--adjust-lr", dest="adjust_lr", action="store_true",
@@ -59,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--teacher", action="store_true", help="evaluate the teacher instead of the student")
     check = commands.add_parser("check", help="build everything and run one training step; saves nothing")
     _add_common(check)
+    check.add_argument("--seed", type=int, default=0, help="seed of every random number generator")
     modules = commands.add_parser("modules", help="module paths and output shapes of a model, for forward_hook")
     modules.add_argument("model", help="a model name (distillkit registry, torchvision, timm or timm:<name>)")
     modules.add_argument("--input-size", type=int, nargs=3, default=[3, 224, 224], metavar=("C", "H", "W"))
@@ -80,12 +85,15 @@ def train(args: argparse.Namespace) -> int:
     results = train_from_config(args.config, overrides=args.overrides, device=args.device, seed=args.seed,
                                 run_dir=args.run_dir, debug=args.debug, log_file=args.log, scale_lr=args.scale_lr,
                                 test_only=args.test_only, student_only=args.student_only,
-                                start_epoch=args.start_epoch, resume=args.resume)
+                                start_epoch=args.start_epoch, resume=args.resume,
+                                allow_config_change=args.allow_config_change)
     if not is_main_process():
         return 0
     if results.get("preempted"):
+        command = ["distillkit", "train", args.config, "--run-dir", results["run_dir"], "--resume"]
+        command += [part for text in args.overrides for part in ("--set", text)]
         print(f"preempted: a resumable checkpoint is in {results['run_dir']}/checkpoints; continue with "
-              f"distillkit train {args.config} --run-dir {results['run_dir']} --resume")
+              f"{shlex.join(command)}")
     elif results.get("student"):
         student = results["student"]
         print(f"student test top-1 {student['top1']:.2f}% top-5 {student['top5']:.2f}%")
@@ -104,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"top-1 {result['top1']:.2f}% top-5 {result['top5']:.2f}% on {result['count']} images")
         return 0
     if args.command == "check":
-        print(check_config(args.config, args.overrides, args.device))
+        print(check_config(args.config, args.overrides, args.device, seed=args.seed))
         return 0
     if args.command == "modules":
         params = {}

@@ -9,29 +9,23 @@ from __future__ import annotations
 import json
 import logging
 import os
-import random
+import signal
 import time
-from typing import Dict, Iterable, Optional
+from typing import Dict, Iterable, List, Optional
 
-import numpy as np
-import torch
 import yaml
 
 from .config import load_config
 from .engine.distributed import cleanup, setup_distributed
 from .engine.logs import add_file_handler, setup_logging
+from .engine.run_dir import RunDirectory, resolve_resume
 from .engine.trainer import Trainer
 from .errors import DistillkitError
-from .experiment import build_experiment, experiment_name
+from .experiment import build_experiment, experiment_name, student_block
 from .models.checkpoint import load_model_weights
+from .utils import seed_everything
 
 logger = logging.getLogger(__name__)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % (2 ** 32))
-    torch.manual_seed(seed)
 
 
 class _ConfigDumper(yaml.SafeDumper):
@@ -45,81 +39,122 @@ def default_run_dir(name: str) -> str:
     return os.path.join("runs", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
-def prepare_run_dir(run_dir: str) -> None:
-    """Create ``run_dir``; refuse one that already holds checkpoints (nothing saved is overwritten)."""
-    checkpoints = os.path.join(run_dir, "checkpoints")
-    if os.path.isdir(checkpoints) and os.listdir(checkpoints):
-        raise DistillkitError(f"the run directory {run_dir!r} already holds checkpoints; distillkit will not "
-                              f"overwrite them. Continue that run with --resume, or pass a new --run-dir (or leave "
-                              f"it out for a fresh one).")
-    os.makedirs(run_dir, exist_ok=True)
+def _dump(config) -> str:
+    return yaml.dump(dict(config), Dumper=_ConfigDumper, sort_keys=False)
 
 
-def resolve_resume(resume: str, run_dir: Optional[str]):
-    """``(run_dir, checkpoint path)`` for ``--resume`` (``'latest'`` or a path)."""
-    if resume == "latest":
-        if not run_dir:
-            raise DistillkitError("--resume without a path needs --run-dir: the run directory to continue.")
-        path = os.path.join(run_dir, "checkpoints", "last.pt")
-        if not os.path.isfile(path):
-            raise DistillkitError(f"--resume: {run_dir!r} holds no checkpoints/last.pt; nothing to resume.")
-        return run_dir, path
-    if not os.path.isfile(resume):
-        raise DistillkitError(f"--resume: checkpoint {resume!r} does not exist.")
-    return run_dir or os.path.dirname(os.path.dirname(os.path.abspath(resume))), resume
+def config_changes(before, after, prefix: str = "") -> List[str]:
+    """The key paths where two configs (as plain YAML data) differ."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        changes = []
+        for key in list(before) + [k for k in after if k not in before]:
+            path = f"{prefix}.{key}" if prefix else str(key)
+            if key not in before or key not in after:
+                changes.append(path)
+            else:
+                changes += config_changes(before[key], after[key], path)
+        return changes
+    return [] if before == after else [prefix or "(the whole config)"]
+
+
+def record_config(run_dir: str, config, resuming: bool, allow_config_change: bool) -> None:
+    """Write ``config.yaml``; when resuming, refuse a config that differs from the run's own (unless allowed)."""
+    path = os.path.join(run_dir, "config.yaml")
+    text = _dump(config)
+    if resuming and os.path.isfile(path):
+        with open(path, encoding="utf-8") as handle:
+            saved = handle.read()
+        changes = config_changes(yaml.safe_load(saved), yaml.safe_load(text))
+        if not changes:
+            return
+        listed = ", ".join(changes[:12]) + (f" and {len(changes) - 12} more" if len(changes) > 12 else "")
+        if not allow_config_change:
+            raise DistillkitError(f"--resume: the config differs from the one this run started with ({path}) at "
+                                  f"{listed}. Resume with the same config and --set flags, or pass "
+                                  f"--allow-config-change to continue with the new values.")
+        kept = os.path.join(run_dir, f"config.before-resume-{time.strftime('%Y%m%d-%H%M%S')}.yaml")
+        os.replace(path, kept)
+        logger.warning("resuming with a changed config (--allow-config-change) at %s; the earlier one is kept as %s",
+                       listed, kept)
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(text)
 
 
 def train_from_config(config_path: str, *, overrides: Iterable[str] = (), device: Optional[str] = None,
                       seed: int = 0, run_dir: Optional[str] = None, debug: bool = False,
                       log_file: Optional[str] = None, scale_lr: Optional[bool] = None, test_only: bool = False,
                       student_only: bool = False, start_epoch: int = 0, resume: Optional[str] = None,
-                      callbacks: Iterable[object] = ()) -> Dict[str, object]:
+                      allow_config_change: bool = False, callbacks: Iterable[object] = ()) -> Dict[str, object]:
     """Load, build, train (unless ``test_only``) and test; returns ``{'student': metrics, 'teacher': metrics}``
     (or ``{'preempted': True, 'run_dir': ...}`` after a SIGTERM stop).
 
-    ``resume``: ``'latest'`` (``run_dir/checkpoints/last.pt``) or a checkpoint path, whose run directory
-    (``<run_dir>/checkpoints/<file>``) is reused unless ``run_dir`` is given.  ``scale_lr``: multiply the
-    learning rate by the world size (None: the config's ``train.scale_lr``).  A training run writes its
-    results to ``<run_dir>/results.json`` too."""
+    ``resume``: ``'latest'`` (``run_dir/checkpoints/last.pt``; a directory without one starts from scratch) or a
+    checkpoint path, whose run directory is reused unless ``run_dir`` is given.  A resumed run must have the
+    config it started with, unless ``allow_config_change``.  ``scale_lr``: multiply the learning rate by the
+    world size (None: the config's ``train.scale_lr``).  A training run holds its run directory exclusively and
+    writes its results to ``<run_dir>/results.json``; an error that stops it is written to its train.log too."""
     ctx = setup_distributed(device)
+    if hasattr(signal, "SIGXFSZ"):  # a file-size limit makes a write fail (a clear error) instead of killing us
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    held, run_log = None, None
     try:
         setup_logging(log_file, ctx.is_main, debug)
         config = load_config(config_path, overrides)
         seed_everything(seed)
-        results: Dict[str, object] = {}
         if test_only:
             experiment = build_experiment(config, ctx, seed, scale_lr, for_training=False)
-            trainer = Trainer(experiment)
-            results["student"] = trainer.test()
-        else:
-            resume_path = None
-            if resume:
-                run_dir, resume_path = resolve_resume(resume, run_dir)
-            run_dir = run_dir or default_run_dir(experiment_name(config))
-            if ctx.is_main:
-                if resume_path is None:
-                    prepare_run_dir(run_dir)
-                add_file_handler(os.path.join(run_dir, "train.log"))
-                with open(os.path.join(run_dir, "config.yaml"), "w", encoding="utf-8") as handle:
-                    yaml.dump(dict(config), handle, Dumper=_ConfigDumper, sort_keys=False)
-                logger.info("run directory: %s", run_dir)
-            experiment = build_experiment(config, ctx, seed, scale_lr, for_training=True)
-            trainer = Trainer(experiment, run_dir=run_dir, start_epoch=start_epoch, callbacks=callbacks)
-            if resume_path:
-                trainer.resume(resume_path)
-            results["student"] = trainer.fit()
-            if results["student"].get("preempted"):
-                return {"preempted": True, "run_dir": run_dir}
-        if experiment.teacher is not None and not student_only and experiment.test_loader is not None:
-            results["teacher"] = trainer.evaluate(experiment.test_loader, side="teacher")
-            logger.info("teacher test: top-1 %.2f%%, top-5 %.2f%%", results["teacher"]["top1"],
-                        results["teacher"]["top5"])
-        if not test_only and ctx.is_main:
+            return _test(Trainer(experiment), experiment, student_only)
+        resume_path = None
+        if resume:
+            run_dir, resume_path = resolve_resume(resume, run_dir)
+        run_dir = run_dir or default_run_dir(experiment_name(config))
+        if ctx.is_main:
+            held = RunDirectory.lock(run_dir)
+            if resume_path is None:
+                held.start_fresh()
+            run_log = add_file_handler(os.path.join(run_dir, "train.log"))
+            record_config(run_dir, config, resuming=resume_path is not None,
+                          allow_config_change=allow_config_change)
+            logger.info("run directory: %s", run_dir)
+        experiment = build_experiment(config, ctx, seed, scale_lr, for_training=True)
+        trainer = Trainer(experiment, run_dir=run_dir, start_epoch=start_epoch, callbacks=callbacks)
+        if resume_path:
+            trainer.resume(resume_path)
+        student = trainer.fit()
+        if student.get("preempted"):
+            return {"preempted": True, "run_dir": run_dir}
+        results = {"student": student, **_test(trainer, experiment, student_only, student_done=True)}
+        if ctx.is_main:
             with open(os.path.join(run_dir, "results.json"), "w", encoding="utf-8") as handle:
                 json.dump(results, handle, indent=2)
         return results
+    except BaseException as exc:
+        if run_log is not None:  # the console shows it once (the CLI prints it); train.log keeps it too
+            _log_failure(run_log, exc)
+        raise
     finally:
+        if held is not None:
+            held.release()
         cleanup()
+
+
+def _test(trainer: Trainer, experiment, student_only: bool, student_done: bool = False) -> Dict[str, object]:
+    """The test results of the student (unless ``student_done``) and, unless ``student_only``, the teacher."""
+    results = {} if student_done else {"student": trainer.test()}
+    if experiment.teacher is not None and not student_only and experiment.test_loader is not None:
+        results["teacher"] = trainer.evaluate(experiment.test_loader, side="teacher")
+        logger.info("teacher test: top-1 %.2f%%, top-5 %.2f%%", results["teacher"]["top1"], results["teacher"]["top5"])
+    return results
+
+
+def _log_failure(handler: logging.Handler, exc: BaseException) -> None:
+    if isinstance(exc, KeyboardInterrupt):
+        message, exc_info = "interrupted (Ctrl-C); the last complete checkpoint is kept: continue with --resume", None
+    elif isinstance(exc, DistillkitError):
+        message, exc_info = f"error: {exc}", None
+    else:
+        message, exc_info = f"crashed: {type(exc).__name__}: {exc}", (type(exc), exc, exc.__traceback__)
+    handler.handle(logging.LogRecord(logger.name, logging.ERROR, __file__, 0, message, None, exc_info))
 
 
 def evaluate_from_config(config_path: str, *, ckpt: Optional[str] = None, teacher: bool = False,
@@ -134,8 +169,15 @@ def evaluate_from_config(config_path: str, *, ckpt: Optional[str] = None, teache
         if side is None:
             raise DistillkitError(f"{config_path}: --teacher was given but the config declares no "
                                   f"models.teacher_model.")
+        role = "teacher" if teacher else "student"
         if ckpt:
             load_model_weights(side.model, ckpt, what="--ckpt checkpoint")
+            logger.info("evaluating the %s (%s) with the weights of %s (--ckpt)", role, type(side.model).__name__, ckpt)
+        else:
+            block = config["models"]["teacher_model" if teacher else student_block(config)[0].split(".")[1]]
+            source = block.get("ckpt") if block.get("ckpt") and os.path.isfile(block["ckpt"]) else \
+                "its initial weights (no ckpt file)"
+            logger.info("evaluating the %s (%s) with %s", role, type(side.model).__name__, source)
         if experiment.test_loader is None and experiment.val_loader is None:
             raise DistillkitError(f"{config_path}: no test.test_data_loader (nor train.val_data_loader) to "
                                   f"evaluate on.")

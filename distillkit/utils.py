@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import inspect
+import random
+
+import numpy as np
+import torch
 
 from .errors import ConfigError, nearest_names
 
@@ -41,3 +45,10 @@ def accepted_params(fn):
         if param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY) and name != "self":
             names.append(name)
     return names
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's generators."""
+    random.seed(seed)
+    np.random.seed(seed % (2 ** 32))
+    torch.manual_seed(seed)

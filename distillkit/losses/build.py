@@ -76,6 +76,14 @@ def build_term(block: dict, key_path: str, org: bool) -> nn.Module:
     params_path = f"{key_path}.params"
     params = dict(block.get("params") or {})
     if block["type"] in LOSSES:
+        declared = LOSSES.meta(block["type"]).get("term")
+        placed = "org" if org else "sub"
+        if declared is not None and declared != placed:
+            where = {"org": "train.criterion.org_term.criterion (it is called on the model outputs)",
+                     "sub": "train.criterion.sub_terms.<name>.criterion (it reads the hooked io_dicts)"}[declared]
+            raise ConfigError(f"{block['type']} is registered as {'an org' if declared == 'org' else 'a sub'} term, "
+                              f"but it is placed as {'an org' if org else 'a sub'} term here; move it to {where}.",
+                              key_path=type_path)
         return call_with_params(LOSSES[block["type"]], params, params_path)
     cls = LOSSES.resolve(block["type"], key_path=type_path, fallbacks=(("torch.nn", _nn_losses()),))
     if org:

@@ -15,20 +15,36 @@ from torch import nn
 from ..errors import CheckpointError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def save_atomic(obj, path: str) -> None:
-    """Write ``obj`` to ``path`` via a temporary file, fsync and rename: never a half-written file."""
+    """Write ``obj`` to ``path`` via a temporary file, fsync and rename: never a half-written file.
+
+    The file gets the permissions the umask gives new files (group-readable on a shared cluster, as a
+    plain ``open`` would), not the 0600 of a temporary file.  A write that fails (disk full, file-size
+    limit, permissions) raises a CheckpointError naming the file and the errno; ``path`` keeps what it held."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     handle, tmp_path = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=directory)
     try:
+        os.fchmod(handle, 0o666 & ~_umask())
         with os.fdopen(handle, "wb") as stream:
             torch.save(obj, stream)
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(tmp_path, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp_path):
             os.unlink(tmp_path)
+        failure = exc if isinstance(exc, OSError) else exc.__cause__ or exc.__context__
+        if isinstance(failure, OSError) and failure.errno is not None:
+            raise CheckpointError(f"could not write {path!r}: [Errno {failure.errno}] {failure.strerror} (e.g. the "
+                                  f"disk is full or a file-size limit was reached). The file keeps what it held "
+                                  f"before; free space (or raise the limit) and continue with --resume.") from exc
         raise
     try:
         dir_fd = os.open(directory, os.O_RDONLY)

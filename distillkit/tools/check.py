@@ -10,6 +10,7 @@ from ..engine.distributed import setup_distributed
 from ..engine.trainer import Trainer
 from ..errors import DistillkitError
 from ..experiment import build_experiment
+from ..utils import seed_everything
 
 
 def _rows(side: str, io_dict: dict) -> List[tuple]:
@@ -30,11 +31,13 @@ def format_table(rows, header) -> str:
     return "\n".join(lines)
 
 
-def check_config(config_path: str, overrides=(), device: str = None) -> str:
-    """The report of one training step; raises the guided error of whatever fails."""
+def check_config(config_path: str, overrides=(), device: str = None, seed: int = 0) -> str:
+    """The report of one training step (the same for the same ``seed``); raises the guided error of whatever
+    fails."""
     ctx = setup_distributed(device)
     config = load_config(config_path, overrides)
-    experiment = build_experiment(config, ctx, for_training=True)
+    seed_everything(seed)
+    experiment = build_experiment(config, ctx, seed=seed, for_training=True)
     images, targets, supp = next(iter(experiment.train_loader))
     images, targets = experiment.speed.to_device(images, ctx.device), targets.to(ctx.device)
     if experiment.mixup is not None:
@@ -43,7 +46,8 @@ def check_config(config_path: str, overrides=(), device: str = None) -> str:
     trainer.train_mode()
     loss, terms, student_io, teacher_io = trainer.forward(images, targets, supp)
     if not torch.isfinite(loss):
-        raise DistillkitError(f"{config_path}: the loss of the first batch is {loss.item()}: check the data and the loss terms.")
+        raise DistillkitError(f"{config_path}: the loss of the first batch is {loss.item()}: check the data and the "
+                              f"loss terms.")
     trainer.step.zero_grad()
     trainer.step(loss)
     rows = _rows("teacher", teacher_io) + _rows("student", student_io)
