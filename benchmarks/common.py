@@ -24,9 +24,14 @@ def parse_args(description: str, extra=None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=8, help="timed steps")
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data", choices=("pipeline", "resident"), default=None,
+                        help="pipeline: FakeData through a DataLoader each step (the CPU default); resident: the same "
+                             "batches made once and kept on the device, the step alone (the CUDA default)")
     if extra is not None:
         extra(parser)
     args = parser.parse_args()
+    if args.data is None:
+        args.data = "resident" if args.device.startswith("cuda") else "pipeline"
     torch.manual_seed(args.seed)
     return args
 
@@ -61,6 +66,18 @@ def fake_loader(args):
     return DataLoader(dataset, batch_size=args.batch_size, num_workers=args.workers,
                       sampler=RandomSampler(dataset, generator=torch.Generator().manual_seed(args.seed)),
                       pin_memory=torch.device(args.device).type == "cuda")
+
+
+def resident_batches(args) -> list:
+    """The loader's batches (same seed, same order), made once and moved to the device: synthetic data that
+    costs the step nothing, for measuring the GPU step alone."""
+    device = torch.device(args.device)
+    return [(images.to(device), targets.to(device)) for images, targets in fake_loader(args)]
+
+
+def batches(args):
+    """What a job's loop iterates: ``resident_batches`` or the FakeData loader (``--data``)."""
+    return resident_batches(args) if args.data == "resident" else fake_loader(args)
 
 
 class StepTimer:
@@ -105,7 +122,7 @@ def hand_written_loop(args, optimizer, compute_loss) -> None:
     forward; then zero_grad(set_to_none), backward, step; reports the timing and the last step's loss."""
     device = torch.device(args.device)
     timer = StepTimer(args)
-    for images, targets in fake_loader(args):
+    for images, targets in batches(args):
         loss = compute_loss(images.to(device, non_blocking=True), targets.to(device, non_blocking=True))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -49,6 +49,7 @@ def input_variants(device: str) -> dict:
 def prepare_input_data(directory: str, images: int) -> None:
     """An ImageFolder of ImageNet-sized JPEGs and its shards (full size, 320 px), for the input job."""
     from common import make_jpeg_folder
+
     from distillkit.tools.prepare import prepare
 
     folder = make_jpeg_folder(os.path.join(directory, "folder"), images)
@@ -65,7 +66,9 @@ def variants(job: str, cache_dir: str, device: str = "cpu") -> dict:
                 "distillkit defaults": ["distillkit_job.py", "--settings", "defaults"],
                 "distillkit speed": ["distillkit_job.py", "--settings", "speed"],
                 "distillkit speed + cache": ["distillkit_job.py", "--settings", "speed", "--cache", cache_dir],
-                "torchdistill": ["torchdistill_kd.py"]}
+                "torchdistill": ["torchdistill_kd.py"],
+                **({"distillkit speed + compile": ["distillkit_job.py", "--settings", "speed", "--set",
+                                                   "train.compile=true"]} if device.startswith("cuda") else {})}
     if job == "tat":
         return {"hand-written": ["hand_tat.py"],
                 "distillkit defaults": ["distillkit_job.py", "--config", TAT_CONFIG, "--settings", "defaults"],
@@ -94,7 +97,8 @@ RATIOS = {
            ("torchdistill / distillkit speed", "torchdistill", "distillkit speed", (">=", None)),
            ("torchdistill / distillkit defaults", "torchdistill", "distillkit defaults", None),
            ("torchdistill / distillkit speed + cache", "torchdistill", "distillkit speed + cache", None),
-           ("hand-written / distillkit speed", "hand-written", "distillkit speed", None)],
+           ("hand-written / distillkit speed", "hand-written", "distillkit speed", None),
+           ("torchdistill / distillkit speed + compile", "torchdistill", "distillkit speed + compile", None)],
     "tat": [("distillkit defaults / hand-written", "distillkit defaults", "hand-written", ("<=", 1.03)),
             ("hand-written / distillkit speed", "hand-written", "distillkit speed", None)],
     "cache": [("live / cached teacher", "live teacher", "cached teacher", None)],
@@ -165,9 +169,9 @@ def main():
         order = list(jobs) if repeat % 2 == 0 else list(reversed(jobs))  # alternate, and flip the order
         for name in order:
             runs.append(dict(run_variant(name, jobs[name], passthrough, env), repeat=repeat))
+            peak = runs[-1].get('max_allocated_mib', runs[-1]['peak_rss_mib'])
             print(f"repeat {repeat}: {name:31s} {runs[-1]['seconds']:8.3f} s  "
-                  f"{runs[-1]['images_per_s']:8.1f} img/s  peak {runs[-1].get('max_allocated_mib', runs[-1]['peak_rss_mib']):.0f} MiB",
-                  flush=True)
+                  f"{runs[-1]['images_per_s']:8.1f} img/s  peak {peak:.0f} MiB", flush=True)
     shutil.rmtree(cache_dir, ignore_errors=True)
     best = {name: min((r for r in runs if r["variant"] == name), key=lambda r: r["seconds"]) for name in jobs}
     gpu = device.startswith("cuda")
@@ -182,7 +186,8 @@ def main():
             met = ratios[label] <= bound if op == "<=" else ratios[label] >= bound
             targets[label] = {"target": f"{op} {bound}", "measured": round(ratios[label], 3), "met": met}
     unit = "images, one core, start-up excluded" if args.job == "input" else "steps"
-    print(f"\n{args.job} on {device}; minimum of {args.repeats} alternated runs of {best[list(jobs)[0]]['steps']} {unit}")
+    print(f"\n{args.job} on {device}; minimum of {args.repeats} alternated runs of "
+          f"{best[list(jobs)[0]]['steps']} {unit}")
     for name, result in best.items():
         memory = result.get("max_allocated_mib")
         print(f"  {name:31s} {result['seconds']:8.3f} s  {result['images_per_s']:8.1f} img/s  peak RSS "

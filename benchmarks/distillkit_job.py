@@ -14,7 +14,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from common import StepTimer, fake_data_params, parse_args, report, transform_steps  # noqa: E402
+from common import StepTimer, fake_data_params, parse_args, report, resident_batches, transform_steps  # noqa: E402
 
 SPEED_KEYS = ("amp", "channels_last", "compile", "teacher_inference_mode", "teacher_cache")
 
@@ -61,6 +61,20 @@ def bench_config(args):
     return config
 
 
+class ResidentLoader:
+    """Device-resident batches in place of the training loader (``--data resident``): the trainer's step alone."""
+
+    def __init__(self, batches, loader):
+        self.batches, self.sampler, self.batch_size, self.dataset = batches, loader.sampler, loader.batch_size, \
+            loader.dataset
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __iter__(self):
+        return iter([(images, targets, {}) for images, targets in self.batches])
+
+
 def main():
     from distillkit.engine.distributed import setup_distributed
     from distillkit.runner import seed_everything
@@ -72,6 +86,8 @@ def main():
     config = bench_config(args)
     seed_everything(args.seed)
     experiment = build_experiment(config, ctx, args.seed)
+    if args.data == "resident" and not args.cache:  # the cache needs the loader's indices: it keeps the pipeline
+        experiment.train_loader = ResidentLoader(resident_batches(args), experiment.train_loader)
     timer = StepTimer(args)
     last = {}
 

@@ -3,9 +3,11 @@
     python benchmarks/input_job.py --data DIR --variant NAME [--batch-size 32] [--passes 2] [--device cpu]
 
 DIR holds ``folder/`` (an ImageFolder of JPEGs), ``shards/`` and ``shards320/`` (``distillkit prepare``
-of it, full size and at a 320 px maximum side); ``compare.py input`` writes them.  The loader runs in this
-process (``num_workers: 0``, one torch thread): the figure is images/s per worker core.  The first batch is
-not timed (file-system warm-up, lazy imports); then ``--passes`` passes over the data are.  The view is the
+of it, full size and at a 320 px maximum side); ``compare.py input`` writes them.  One loader worker process
+(``--workers 1``, one torch thread) does all the decoding and augmentation and this process receives the
+batches, so the figure is images/s per worker core, transfer between processes included (``--workers 0``
+runs it all in this process).  The first batch is not timed (worker start-up, file-system warm-up, lazy
+imports); then the rest of ``--passes`` passes over the data are.  The view is the
 standard training one: RandomResizedCrop 224, horizontal flip, ToTensor, Normalize.
 
 Variants: ``torchvision`` (ImageFolder + PIL + torchvision transforms, plain DataLoader: the default
@@ -40,12 +42,13 @@ def transform_params(size: int) -> list:
 
 def torchvision_loader(args):
     from torch.utils.data import DataLoader, RandomSampler
-    from torchvision import datasets, transforms as T
+    from torchvision import datasets
+    from torchvision import transforms as T
 
     transform = T.Compose([T.RandomResizedCrop(args.image_size), T.RandomHorizontalFlip(0.5), T.ToTensor(),
                            T.Normalize(MEAN, STD)])
     dataset = datasets.ImageFolder(os.path.join(args.data, "folder"), transform=transform)
-    return DataLoader(dataset, batch_size=args.batch_size, num_workers=0,
+    return DataLoader(dataset, batch_size=args.batch_size, num_workers=args.workers,
                       sampler=RandomSampler(dataset, generator=torch.Generator().manual_seed(args.seed)))
 
 
@@ -53,10 +56,12 @@ def distillkit_loader(args, dataset_type: str, root: str, decode: str):
     from distillkit.config.schema import LoaderSettings
     from distillkit.data import build_datasets, build_loader
 
-    config = {"datasets": {"bench": {"type": dataset_type, "splits": {"train": {
-        "dataset_id": "bench/train", "params": {"root": root, "transform_params": transform_params(args.image_size)}}}}}}
+    params = {"root": root, "transform_params": transform_params(args.image_size)}
+    config = {"datasets": {"bench": {"type": dataset_type, "splits": {"train": {"dataset_id": "bench/train",
+                                                                              "params": params}}}}}
     datasets = build_datasets(config)
-    settings = LoaderSettings.parse({"dataset_id": "bench/train", "batch_size": args.batch_size, "num_workers": 0,
+    settings = LoaderSettings.parse({"dataset_id": "bench/train", "batch_size": args.batch_size,
+                                     "num_workers": args.workers,
                                      "decode": decode}, "train.train_data_loader")
     return build_loader(settings, datasets, training=True, seed=args.seed)
 
@@ -82,6 +87,7 @@ def main():
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--passes", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=1, help="loader worker processes (0: this process)")
     parser.add_argument("--seed", type=int, default=0)
     args, _ = parser.parse_known_args()
     torch.set_num_threads(1)

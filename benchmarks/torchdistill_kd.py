@@ -7,7 +7,7 @@ import torch
 import torchvision
 from torch.utils.data import RandomSampler
 
-from common import StepTimer, fake_dataset, parse_args, report
+from common import StepTimer, fake_dataset, parse_args, report, resident_batches
 
 
 def train_config(args) -> dict:
@@ -41,7 +41,9 @@ def main():
                                None, False, 1)
     timer = StepTimer(args)
     box.pre_epoch_process(epoch=0)
-    for images, targets, supp_dict in box.train_data_loader:
+    data = box.train_data_loader if args.data == "pipeline" else \
+        [(images, targets, {}) for images, targets in resident_batches(args)]
+    for images, targets, supp_dict in data:
         images, targets = images.to(device), targets.to(device)
         loss = box.forward_process(images, targets, supp_dict)
         box.post_forward_process(loss=loss)

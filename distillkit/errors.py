@@ -83,3 +83,28 @@ class ConfigError(DistillkitError):
 
     def __str__(self) -> str:  # always current, even after locate()
         return self.render()
+
+
+def worker_paragraph(text: str, type_name: str) -> str:
+    """The paragraph of an error raised in a DataLoader worker process.
+
+    torch re-raises a worker's exception in the main process as ``exc_type(text)``, where ``text`` is
+    "Caught <type> in DataLoader worker process N.\\nOriginal Traceback (most recent call last): ...", ending
+    with the line "<module>.<type>: <paragraph>".  Given such a text, this returns the paragraph alone (so
+    the command line still prints one paragraph); any other text is returned unchanged."""
+    if "Traceback (most recent call last)" not in text:
+        return text
+    marker = f"{type_name}: "
+    at = text.rfind(marker)
+    return text[at + len(marker):].strip() if at >= 0 else text
+
+
+class BadImageError(DistillkitError):
+    """A data file that cannot be read or decoded (truncated, not an image, unreadable), named by path.
+
+    Built from a worker's wrapped text (see :func:`worker_paragraph`) it keeps the original paragraph, so an
+    error raised inside a DataLoader worker prints exactly as one raised in the main process."""
+
+    def __init__(self, message: str = "", path: Optional[str] = None):
+        self.path = path
+        super().__init__(worker_paragraph(str(message), type(self).__name__))

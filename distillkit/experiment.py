@@ -87,9 +87,19 @@ def student_block(config: dict):
         else ("models.model", models["model"])
 
 
+MAX_NAME_LENGTH = 200  # run directories are named after the experiment; file systems allow 255 bytes
+
+
 def experiment_name(config: dict) -> str:
-    block = student_block(config)[1]
-    return block.get("experiment") or block["name"]
+    """The student's ``experiment`` (else its model name): it names the default run directory."""
+    key_path, block = student_block(config)
+    name = str(block.get("experiment") or block["name"])
+    if max(len(part.encode()) for part in name.split("/")) > MAX_NAME_LENGTH:
+        raise ConfigError(f"the experiment name ({len(name.encode())} bytes) names the run directory, so it must be "
+                          f"at most {MAX_NAME_LENGTH} bytes (between '/').", key_path=f"{key_path}.experiment",
+                          file=getattr(config, "file", None), line=config.line_of(f"{key_path}.experiment")
+                          if hasattr(config, "line_of") else None)
+    return name
 
 
 def build_model_with_ckpt(block: dict, key_path: str, role: str):

@@ -13,7 +13,10 @@ from .errors import ConfigError, nearest_names
 
 
 def find_module(root: nn.Module, path: str, key_path: str = "forward_hook") -> nn.Module:
-    """The submodule at dotted ``path``; a miss names the nearest paths."""
+    """The submodule at dotted ``path`` (``'.'`` or ``''``: ``root`` itself, as in torchdistill); a miss names the
+    nearest paths."""
+    if path in (".", ""):
+        return root
     modules = dict(root.named_modules())
     if path in modules:
         return modules[path]

@@ -11,10 +11,21 @@ from .errors import ConfigError, nearest_names
 
 
 def call_with_params(fn, params, key_path: str, *args):
-    """``fn(*args, **params)``; a wrong keyword becomes a ConfigError naming the accepted ones."""
+    """``fn(*args, **params)``; a wrong keyword becomes a ConfigError naming the accepted ones, a ValueError
+    of ``fn`` (a bad value) a ConfigError at ``key_path``, and a ConfigError that ``fn`` raised about
+    ``params.<name>`` is placed under ``key_path``."""
     params = dict(params or {})
     try:
         return fn(*args, **params)
+    except ConfigError as exc:
+        if exc.key_path is None or exc.key_path == "params" or exc.key_path.startswith("params."):
+            parent = key_path.rsplit(".", 1)[0] if key_path.endswith(".params") else key_path
+            exc.key_path = f"{parent}.{exc.key_path}" if exc.key_path else key_path
+            exc.locate()
+        raise
+    except ValueError as exc:
+        name = getattr(fn, "__name__", repr(fn))
+        raise ConfigError(f"{name} refused these params: {exc}", key_path=key_path) from exc
     except TypeError as exc:
         accepted = accepted_params(fn)
         unknown = [k for k in params if accepted is not None and k not in accepted]

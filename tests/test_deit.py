@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from distillkit.errors import ConfigError
+from distillkit.errors import ConfigError, ShapeMismatchError
 from distillkit.losses import DeiTDistillationLoss
 from distillkit.models import build_model
 from distillkit.models.distillable_vit import DistillableViT
@@ -69,7 +69,7 @@ def test_bad_loss_settings_and_single_output():
         DeiTDistillationLoss("medium")
     with pytest.raises(ConfigError, match="kl_reduction"):
         DeiTDistillationLoss("soft", kl_reduction="sum")
-    with pytest.raises(ValueError, match="distillation_logits"):
+    with pytest.raises(ShapeMismatchError, match="distillation_logits"):
         DeiTDistillationLoss("soft")(torch.zeros(2, 3), torch.zeros(2, 3), torch.tensor(Y))
 
 

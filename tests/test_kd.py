@@ -4,6 +4,7 @@ import math
 import pytest
 import torch
 
+from distillkit.errors import ConfigError
 from distillkit.losses import GeneralizedCustomLoss, KDLoss
 
 S = [[1.0, 2.0, 3.0], [0.5, -1.0, 2.0]]
@@ -60,7 +61,7 @@ def test_kd_label_smoothing_goes_to_cross_entropy():
 
 
 def test_kd_without_teacher_explains():
-    with pytest.raises(ValueError, match="teacher"):
+    with pytest.raises(ConfigError, match="teacher"):
         KDLoss(temperature=1.0, alpha=0.5)(torch.tensor(S), None, torch.tensor(Y))
 
 

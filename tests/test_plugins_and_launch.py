@@ -38,11 +38,12 @@ def test_missing_plugin_module_is_located(in_tmp, write_yaml):
 
 
 def test_train_local_sh_runs_a_config_through_torchrun(in_tmp, write_yaml):
-    config = write_yaml(DIGITS.replace("num_epochs: 2", "num_epochs: 1"))
+    write_yaml(DIGITS.replace("num_epochs: 2", "num_epochs: 1"), "config.yaml")
     env = child_env(NUM_GPUS="1")
-    result = subprocess.run([os.path.join(REPO, "train_local.sh"), config, "--run-dir", str(in_tmp / "run"),
-                             "--device", "cpu", "--set", "train.log_freq=1000"], env=env, capture_output=True,
-                            text=True, timeout=300)
+    # CONFIG and --run-dir are relative to the caller's directory, wherever the script lives.
+    result = subprocess.run([os.path.join(REPO, "train_local.sh"), "config.yaml", "--run-dir", "run",
+                             "--device", "cpu", "--set", "train.log_freq=1000"], cwd=in_tmp, env=env,
+                            capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     results = json.load(open(in_tmp / "run" / "results.json"))
     assert results["student"]["count"] == round(1797 * 0.5) and 0 <= results["student"]["top1"] <= 100

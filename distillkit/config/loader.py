@@ -153,6 +153,8 @@ def load_yaml_file(path: str, including: Tuple[str, ...] = ()) -> Tuple[object, 
                           hint="Check indentation, colons and quotes on that line and the one before.") from exc
     except ConfigError as exc:
         raise exc.locate(file=path)
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts (4,300)
+        raise ConfigError(f"a value cannot be read: {exc}.", file=path) from exc
     return data, lines
 
 

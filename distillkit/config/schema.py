@@ -49,9 +49,9 @@ def _check_value(value, kind, minimum, key_path: str):
         shown = repr(value) if len(repr(value)) < 80 else f"{repr(value)[:60]}... ({len(repr(value))} characters)"
         raise ConfigError(f"expected a {label}, found {type(value).__name__} {shown}.", key_path=key_path)
     if label in ("int", "number"):
-        if isinstance(value, int) and len(str(abs(value))) > MAX_INT_DIGITS:
-            raise ConfigError(f"expected a {label} of at most {MAX_INT_DIGITS} digits, found one of "
-                              f"{len(str(abs(value)))} digits.", key_path=key_path)
+        if isinstance(value, int) and abs(value) >= 10 ** MAX_INT_DIGITS:
+            raise ConfigError(f"expected a {label} of at most {MAX_INT_DIGITS} digits, found one of about "
+                              f"{int(abs(value).bit_length() * 0.30103) + 1} digits.", key_path=key_path)
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"expected a finite {label}, found {value!r}.", key_path=key_path)
         if minimum is not None and value < minimum:

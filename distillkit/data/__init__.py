@@ -1,5 +1,5 @@
 """Datasets, transforms and loaders built from config."""
-from . import digits  # noqa: F401  (registers the bundled Digits dataset)
+from . import digits, wrappers  # noqa: F401  (register the bundled Digits dataset and the dataset wrappers)
 from .datasets import build_datasets
 from .loaders import ShardSampler, build_loader
 from .transforms import build_transform

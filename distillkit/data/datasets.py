@@ -3,7 +3,9 @@
 ``type`` is looked up in distillkit's dataset registry, then in
 ``torchvision.datasets``.  Each split's ``params`` go to the dataset's
 constructor, with ``transform_params`` / ``target_transform_params`` built into
-``transform`` / ``target_transform``.
+``transform`` / ``target_transform``.  A dataset that reads its ``samples`` through a ``loader``
+(ImageFolder) names an unreadable file in one paragraph, or skips it with ``skip_bad_images: true`` (beside
+``type``, or in one split's block): see :mod:`distillkit.data.guard`.
 """
 from __future__ import annotations
 
@@ -16,8 +18,9 @@ from torchvision import datasets as tv_datasets
 from ..errors import ConfigError
 from ..registry import DATASETS
 from ..utils import call_with_params
+from .guard import guard_dataset, skip_setting
+from . import shards  # noqa: F401  (registers TarShards, tar shards from `distillkit prepare`)
 from .transforms import maybe_transform
-from . import shards  # noqa: F401,E402  (registers TarShards: tar shards from `distillkit prepare`)
 
 # Datasets whose root must already hold data (no download option).
 _FOLDER_TYPES = ("ImageFolder", "DatasetFolder")
@@ -53,10 +56,6 @@ def build_split(type_name: str, type_key_path: str, split_block: dict, key_path:
     _check_root(type_name, params, params_path)
     try:
         return call_with_params(cls, params, params_path)
-    except ConfigError as exc:
-        if exc.key_path and exc.key_path.startswith("params."):  # raised inside the dataset class
-            exc.key_path = f"{key_path}.{exc.key_path}"
-        raise exc.locate()
     except (FileNotFoundError, RuntimeError) as exc:
         raise ConfigError(f"{type_name} could not load its data: {exc}", key_path=params_path) from exc
 
@@ -74,5 +73,7 @@ def build_datasets(config) -> Dict[str, object]:
                 type_name, type_path = split_block["type"], f"{key_path}.type"
             else:
                 type_name, type_path = block["type"], f"datasets.{name}.type"
-            datasets[dataset_id] = build_split(type_name, type_path, split_block, key_path)
+            skip, skip_key = skip_setting(block, split_block, f"datasets.{name}", key_path)
+            datasets[dataset_id] = guard_dataset(build_split(type_name, type_path, split_block, key_path), key_path,
+                                                 skip, skip_key)
     return datasets

@@ -92,7 +92,7 @@ class EncodedBatch:
     reduction the CPU path would decode at, and the flips; decoded, cropped, resized and normalised on the
     device by ``backend`` (``cuda``: torchvision.io.decode_jpeg on the GPU; ``dali``: NVIDIA DALI)."""
     data: List[torch.Tensor]
-    boxes: torch.Tensor  # int64 (N, 4)
+    boxes: torch.Tensor  # float64 (N, 4): top, left, height, width in full-size pixels
     flips: torch.Tensor  # bool (N, 2): horizontal, vertical
     out_size: Tuple[int, int]
     interpolation: str
@@ -135,7 +135,7 @@ def collate_encoded(samples: Sequence[tuple], out_size, interpolation: str, spec
     encoded = [sample[0] for sample in samples]
     targets = default_collate([sample[1] for sample in samples])
     supp = default_collate([sample[2] if len(sample) > 2 else {} for sample in samples])
-    batch = EncodedBatch(data=[e[0] for e in encoded], boxes=torch.tensor([e[1] for e in encoded]),
+    batch = EncodedBatch(data=[e[0] for e in encoded], boxes=torch.tensor([e[1] for e in encoded], dtype=torch.float64),
                          flips=torch.tensor([e[2] for e in encoded], dtype=torch.bool), out_size=tuple(out_size),
                          interpolation=interpolation, spec=spec, backend=backend,
                          reductions=torch.tensor([e[3] for e in encoded]))

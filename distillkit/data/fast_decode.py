@@ -36,7 +36,7 @@ from torchvision.transforms import InterpolationMode
 from ..errors import ConfigError, DistillkitError
 from . import jpeg
 from .device_batch import OutputSpec, collate_encoded, collate_views
-from .replay import _Flip, _flatten, _ResizedCrop
+from .replay import _flatten, _Flip, _ResizedCrop
 
 DECODE_MODES = ("pil", "fast", "cuda", "dali")
 SUPPORTED = ("RandomResizedCrop, Resize (+ CenterCrop) or CenterCrop; then RandomHorizontalFlip/RandomVerticalFlip; "
@@ -186,33 +186,13 @@ class DecodePipeline:
 
     def render(self, data: bytes, width: int, height: int, params: Sequence[int]) -> torch.Tensor:
         """The uint8 view (height, width, 3)."""
-        box, out, (hflip, vflip) = self.layout(width, height, params)
-        r = self.reduction(box, out)
-        image = jpeg.decode(data, r)
-        rows, cols = image.shape[0], image.shape[1]
-        top, left, h, w = box
-        t0 = min(max(int(round(top / r)), 0), rows - 1)
-        l0 = min(max(int(round(left / r)), 0), cols - 1)
-        t1 = min(max(int(round((top + h) / r)), t0 + 1), rows)
-        l1 = min(max(int(round((left + w) / r)), l0 + 1), cols)
-        view = image[t0:t1, l0:l1]
-        if (t1 - t0, l1 - l0) != out:  # NHWC-contiguous in and out: torch's vectorised uint8 path
-            chw = view.permute(2, 0, 1).unsqueeze(0).contiguous(memory_format=torch.channels_last)
-            view = F.interpolate(chw, size=out, mode=self.interpolation, antialias=True,
-                                 align_corners=False)[0].permute(1, 2, 0)
-        if hflip:
-            view = view.flip(1)
-        if vflip:
-            view = view.flip(0)
-        return view.contiguous()  # collated by a plain copy
+        box, out, flips = self.layout(width, height, params)
+        return render_view(data, box, out, flips, self.reduction(box, out), self.interpolation)
 
     def encode(self, data: bytes, width: int, height: int, params: Sequence[int]):
-        """What a GPU decode backend needs: (bytes as a uint8 tensor, integer box, flips, reduction)."""
+        """What a GPU decode backend needs: (bytes as a uint8 tensor, box, flips, reduction)."""
         box, out, flips = self.layout(width, height, params)
-        top, left = int(round(box[0])), int(round(box[1]))
-        h = max(1, min(int(round(box[0] + box[2])), height) - top)
-        w = max(1, min(int(round(box[1] + box[3])), width) - left)
-        return torch.frombuffer(bytearray(data), dtype=torch.uint8), (top, left, h, w), flips, \
+        return torch.frombuffer(bytearray(data), dtype=torch.uint8), tuple(float(v) for v in box), flips, \
             self.reduction(box, out)
 
     def out_size(self) -> Optional[Tuple[int, int]]:
@@ -220,6 +200,47 @@ class DecodePipeline:
         if kind in ("rrc", "center"):
             return self.geometry[1]
         return self.geometry[3]
+
+
+def render_view(data: bytes, box, out, flips, reduce: int, interpolation: str) -> torch.Tensor:
+    """Decode at 1/``reduce`` size, resample ``box`` (full-size pixels) to ``out``, flip: uint8 (h, w, 3)."""
+    if reduce == 1 and all(float(v).is_integer() for v in box):
+        view = _resample_tensor(jpeg.decode(data), box, out, interpolation)
+    else:  # a reduced decode or a fractional box: Pillow resamples the exact (float) box
+        view = _resample_pil(data, reduce, box, out, interpolation)
+    if flips[0]:
+        view = view.flip(1)
+    if flips[1]:
+        view = view.flip(0)
+    return view.contiguous()  # collated by a plain copy
+
+
+def _resample_tensor(image: torch.Tensor, box, out, interpolation: str) -> torch.Tensor:
+    top, left, h, w = (int(v) for v in box)
+    view = image[top:top + h, left:left + w]
+    if (h, w) == tuple(out):
+        return view
+    chw = view.permute(2, 0, 1).unsqueeze(0).contiguous(memory_format=torch.channels_last)  # torch's vectorised
+    return F.interpolate(chw, size=tuple(out), mode=interpolation, antialias=True,  # uint8 path, NHWC in and out
+                         align_corners=False)[0].permute(1, 2, 0)
+
+
+def _resample_pil(data: bytes, reduce: int, box, out, interpolation: str) -> torch.Tensor:
+    """Reduced pixel k covers full-size pixels [k r, (k + 1) r) (libjpeg's DCT scaling): the box maps by 1/r."""
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(data))
+    if reduce > 1:
+        if image.format == "JPEG":
+            image.draft("RGB", (image.size[0] // reduce, image.size[1] // reduce))
+        else:
+            image = image.convert("RGB").reduce(reduce)
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    top, left, h, w = (v / reduce for v in box)
+    resample = Image.BILINEAR if interpolation == "bilinear" else Image.BICUBIC
+    resized = image.resize((out[1], out[0]), resample, box=(left, top, left + w, top + h), reducing_gap=None)
+    return jpeg.pil_to_tensor(resized)
 
 
 class ViewDecoder:

@@ -29,21 +29,9 @@ _DALI_PIPES: Dict[Tuple, object] = {}
 
 def _cpu_view(data: torch.Tensor, box, flips, reduce: int, out_size, interpolation: str) -> torch.Tensor:
     """One sample through the CPU ``fast`` path: uint8 (3, H, W)."""
-    raw = bytes(data.numpy().tobytes())
-    image = jpeg.decode(raw, reduce)
-    top, left, h, w = box
-    t0, l0 = int(round(top / reduce)), int(round(left / reduce))
-    t1 = max(int(round((top + h) / reduce)), t0 + 1)
-    l1 = max(int(round((left + w) / reduce)), l0 + 1)
-    view = image[t0:t1, l0:l1].permute(2, 0, 1).unsqueeze(0)
-    if tuple(view.shape[-2:]) != tuple(out_size):
-        view = F.interpolate(view, size=tuple(out_size), mode=interpolation, antialias=True, align_corners=False)
-    view = view[0]
-    if flips[0]:
-        view = view.flip(-1)
-    if flips[1]:
-        view = view.flip(-2)
-    return view
+    from .fast_decode import render_view
+
+    return render_view(data.numpy().tobytes(), box, tuple(out_size), flips, reduce, interpolation).permute(2, 0, 1)
 
 
 def decode_batch(batch, device: torch.device) -> torch.Tensor:
@@ -74,13 +62,15 @@ def _decode_nvjpeg(batch, device: torch.device) -> torch.Tensor:
                     pass
     out = torch.empty((len(batch.data), 3, *batch.out_size), dtype=torch.float32, device=device)
     for i in range(len(batch.data)):
-        top, left, h, w = batch.boxes[i].tolist()
+        box = batch.boxes[i].tolist()
+        top, left = int(round(box[0])), int(round(box[1]))  # nvJPEG decodes whole images: whole-pixel crops
+        h, w = max(1, int(round(box[0] + box[2])) - top), max(1, int(round(box[1] + box[3])) - left)
         if i in decoded:
             crop = decoded[i][:, top:top + h, left:left + w].unsqueeze(0).float()
             view = F.interpolate(crop, size=tuple(batch.out_size), mode=batch.interpolation, antialias=True,
                                  align_corners=False).round_().clamp_(0, 255)[0]
         else:
-            view = _cpu_view(batch.data[i], (top, left, h, w), (False, False), 1, batch.out_size,
+            view = _cpu_view(batch.data[i], box, (False, False), int(batch.reductions[i]), batch.out_size,
                              batch.interpolation).to(device, non_blocking=True).float()
         hflip, vflip = batch.flips[i].tolist()
         if hflip:

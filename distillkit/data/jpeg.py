@@ -4,7 +4,8 @@ Backends, best available first (``DISTILLKIT_JPEG_BACKEND=pil|torchvision|simple
 
 * ``simplejpeg`` (optional, ``pip install simplejpeg``): libjpeg-turbo, RGB straight into a NumPy array,
   scaled decoding built in;
-* ``torchvision``: ``torchvision.io.decode_jpeg`` (libjpeg-turbo, always installed), full size only;
+* ``torchvision``: ``torchvision.io.decode_jpeg`` (libjpeg-turbo, installed with torchvision; deprecated
+  there since 0.29 in favour of TorchCodec, and skipped once it is gone), full size only;
 * ``pil``: Pillow; reduced decoding through JPEG draft mode (``Image.draft``: libjpeg's DCT scaling).
 
 All three run the same libjpeg-turbo algorithm with its default settings (accurate integer IDCT, fancy
@@ -35,8 +36,17 @@ def _simplejpeg():
     return simplejpeg
 
 
+def _torchvision_decoder() -> bool:
+    try:
+        from torchvision.io import decode_jpeg  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def available_backends() -> list:
-    return (["simplejpeg"] if _simplejpeg() is not None else []) + ["torchvision", "pil"]
+    return (["simplejpeg"] if _simplejpeg() is not None else []) + \
+        (["torchvision"] if _torchvision_decoder() else []) + ["pil"]
 
 
 def backend() -> str:
@@ -74,7 +84,8 @@ def reduced_size(width: int, height: int, reduce: int) -> Tuple[int, int]:
     return -(-width // reduce), -(-height // reduce)
 
 
-def _from_pil(image: Image.Image) -> torch.Tensor:
+def pil_to_tensor(image: Image.Image) -> torch.Tensor:
+    """An RGB (height, width, 3) uint8 tensor of a Pillow image."""
     if image.mode != "RGB":
         image = image.convert("RGB")
     array = np.asarray(image)
@@ -93,7 +104,7 @@ def decode_pil(data: bytes, reduce: int = 1) -> torch.Tensor:
     elif reduce > 1:
         image = image.convert("RGB").reduce(reduce)
     image.load()
-    return _from_pil(image)
+    return pil_to_tensor(image)
 
 
 def decode(data: bytes, reduce: int = 1, which: str = None) -> torch.Tensor:
@@ -113,7 +124,10 @@ def decode(data: bytes, reduce: int = 1, which: str = None) -> torch.Tensor:
             elif which == "torchvision" and reduce == 1:
                 from torchvision.io import ImageReadMode, decode_jpeg
 
-                image = decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
+                with warnings.catch_warnings():  # deprecated in favour of TorchCodec since torchvision 0.29
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    image = decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8),
+                                        mode=ImageReadMode.RGB)
                 return image.permute(1, 2, 0)
         except (RuntimeError, ValueError):
             pass  # CMYK, unusual markers, truncated files: Pillow below

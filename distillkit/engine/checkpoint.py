@@ -49,9 +49,18 @@ class RunCheckpoints:
         _link_atomic(path, os.path.join(self.directory, "last.pt"))
         if is_best:
             _link_atomic(path, os.path.join(self.directory, "best.pt"))
-        for old in sorted(glob.glob(os.path.join(self.directory, "epoch_*.pt")))[:-self.keep_last]:
-            os.unlink(old)  # best.pt and last.pt are links of their own: unaffected
+        self._rotate()
         return path
+
+    def _rotate(self) -> None:
+        """Keep the last ``keep_last`` whole-epoch files, and a mid-epoch file only while it is the newest
+        state (it never pushes out a whole epoch). best.pt and last.pt are links of their own: unaffected."""
+        complete = sorted(glob.glob(os.path.join(self.directory, "epoch_[0-9][0-9][0-9][0-9].pt")))
+        partial = sorted(glob.glob(os.path.join(self.directory, "epoch_*_step_*.pt")))
+        last_complete = int(os.path.basename(complete[-1])[6:10]) if complete else -1
+        stale = [p for p in partial[:-1]] + [p for p in partial[-1:] if int(os.path.basename(p)[6:10]) <= last_complete]
+        for old in complete[:-self.keep_last] + stale:
+            os.unlink(old)
 
 
 def rng_state(train_loader=None) -> dict:

@@ -52,6 +52,9 @@ def build_optimizer(settings: TypedBlock, parameters, world_size: int, scale_lr:
     cls = OPTIMIZERS.resolve(settings.type, key_path=f"{settings.key_path}.type",
                              fallbacks=(("torch.optim", (_TORCH_OPTIMIZERS.get, lambda: list(_TORCH_OPTIMIZERS))),))
     params = dict(settings.params)
+    lr = params.get("lr")
+    if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0):
+        raise ConfigError(f"expected a learning rate > 0, found {lr!r}.", key_path=f"{settings.key_path}.params.lr")
     if scale_lr and "lr" in params:
         params["lr"] = float(params["lr"]) * world_size
     if not parameters:

@@ -129,6 +129,9 @@ class Trainer:
     def train_one_epoch(self, epoch: int) -> Dict[str, float]:
         exp = self.exp
         self.train_mode()
+        for module in exp.criterion.modules():  # terms with an epoch schedule (DKD's warm-up)
+            if hasattr(module, "set_epoch"):
+                module.set_epoch(epoch)
         pending, epoch_start_sampler = self._begin_epoch(epoch)
         sums: Dict[str, torch.Tensor] = dict(pending.partial_sums) if pending else {}
         seen = int(pending.partial_seen) if pending else 0

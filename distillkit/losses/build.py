@@ -136,4 +136,7 @@ def build_criterion(block: dict, key_path: str = "train.criterion") -> Generaliz
                            _factor(term, term_path))
     if org_term is None and not sub_terms:
         raise ConfigError("GeneralizedCustomLoss has neither an org_term nor sub_terms.", key_path=key_path)
+    if all(factor == 0 for _, factor in ([org_term] if org_term else []) + list(sub_terms.values())):
+        raise ConfigError("every term of the criterion has factor 0: nothing would be trained.", key_path=key_path,
+                          hint="Give at least one term a non-zero factor.")
     return GeneralizedCustomLoss(org_term, sub_terms)

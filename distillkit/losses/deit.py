@@ -5,8 +5,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError
+from ..errors import ConfigError, ShapeMismatchError
 from ..registry import register_loss
+from .features import check_logit_pair
 
 _TYPES = ("none", "soft", "hard")
 _KL_REDUCTIONS = ("mean", "batchmean")
@@ -54,15 +55,14 @@ class DeiTDistillationLoss(nn.Module):
             class_logits, dist_logits = student_output
         else:
             if self.distillation_type != "none":
-                raise ValueError("DeiTDistillationLoss needs the student's (class_logits, distillation_logits); "
-                                 "the student returned one tensor. Use a distilled ViT (timm:deit_*_distilled_*, "
-                                 "distillable_vit) or distillation_type: none.")
+                raise ShapeMismatchError("DeiTDistillationLoss needs the student's (class_logits, "
+                                         "distillation_logits); the student returned one tensor. Use a distilled "
+                                         "ViT (timm:deit_*_distilled_*, distillable_vit) or distillation_type: none.")
             class_logits = dist_logits = student_output
         base = soft_cross_entropy(class_logits, targets, self.label_smoothing)
         if self.distillation_type == "none":
             return base
-        if teacher_output is None:
-            raise ValueError("DeiTDistillationLoss needs a teacher: declare models.teacher_model.")
+        check_logit_pair(dist_logits, teacher_output, "DeiTDistillationLoss")
         teacher_output = teacher_output.detach()
         if self.distillation_type == "soft":
             t = self.tau

@@ -1,7 +1,7 @@
 """Reading features out of an io_dict, with errors that name the missing path."""
 from __future__ import annotations
 
-from ..errors import UnhookedPathError, nearest_names
+from ..errors import ConfigError, ShapeMismatchError, UnhookedPathError, nearest_names
 
 
 def select_features(io_dict: dict, path, io: str = "output", side: str = "student", reader: str = "loss"):
@@ -16,3 +16,17 @@ def select_features(io_dict: dict, path, io: str = "output", side: str = "studen
             f"train.{side}.forward_hook.{io}. Captured on the {side}: {', '.join(sorted(hooked)) or 'nothing'}."
             + (f" Nearest: {', '.join(nearest_names(path, list(io_dict)))}." if nearest_names(path, list(io_dict)) else ""))
     return slot[io]
+
+
+def check_logit_pair(student_logits, teacher_logits, loss: str) -> None:
+    """A loss comparing student and teacher logits needs a teacher and the same number of classes."""
+    if teacher_logits is None:
+        raise ConfigError(f"{loss} needs the teacher's output: declare models.teacher_model, or train without it "
+                          f"(org_term CrossEntropyLoss).", key_path="models.teacher_model")
+    if student_logits.shape != teacher_logits.shape:
+        raise ShapeMismatchError(
+            f"{loss} compares the student's output {tuple(student_logits.shape)} with the teacher's "
+            f"{tuple(teacher_logits.shape)}: the student predicts {student_logits.shape[-1]} classes and the teacher "
+            f"{teacher_logits.shape[-1]}. Set models.student_model.params.num_classes and "
+            f"models.teacher_model.params.num_classes to the number of classes of the dataset (a teacher trained on "
+            f"other classes cannot be distilled from as it is).")

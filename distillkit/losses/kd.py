@@ -7,7 +7,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError
 from ..registry import register_loss
+from .features import check_logit_pair
 
 
 @register_loss(term="org")
@@ -30,6 +32,9 @@ class KDLoss(nn.Module):
         self.temperature = float(temperature)
         self.alpha = float(alpha if alpha is not None else 0.0)
         self.beta = 1.0 - self.alpha if beta is None else float(beta)
+        if reduction not in ("batchmean", "mean", "sum"):
+            raise ConfigError(f"reduction must be 'batchmean', 'mean' or 'sum', found {reduction!r}.",
+                              key_path="params.reduction")
         self.reduction = reduction
         ce_reduction = "mean" if reduction == "batchmean" else reduction
         self.cross_entropy = nn.CrossEntropyLoss(reduction=ce_reduction, **ce_kwargs)
@@ -37,9 +42,7 @@ class KDLoss(nn.Module):
     def forward(self, student_output, teacher_output, targets=None):
         loss = student_output.new_zeros(())
         if self.beta != 0:
-            if teacher_output is None:
-                raise ValueError("KDLoss needs a teacher output: declare models.teacher_model, or use "
-                                 "CrossEntropyLoss as the org term to train without a teacher.")
+            check_logit_pair(student_output, teacher_output, "KDLoss")
             t = self.temperature
             kl = F.kl_div(torch.log_softmax(student_output / t, dim=1), torch.softmax(teacher_output / t, dim=1),
                           reduction=self.reduction)

@@ -77,7 +77,7 @@ class MaskedFM(nn.Module):
     ``heads`` splits the channels head-major (``(h d)``).  A sub term.
     """
 
-    def __init__(self, feature_pairs: dict, heads: int = 1, **unused):
+    def __init__(self, feature_pairs: dict, heads: int = 1):
         super().__init__()
         self.feature_pairs = feature_pairs
         self.heads = int(heads)

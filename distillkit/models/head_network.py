@@ -47,7 +47,8 @@ class Bottleneck(nn.Module):
         super().__init__()
         if not 0 < bottleneck_idx < len(layers):
             raise ConfigError(f"bottleneck_idx splits the head's {len(layers)} layers into encoder and decoder, so it "
-                              f"lies in 1..{len(layers) - 1}; found {bottleneck_idx!r}.", key_path="params.bottleneck_idx")
+                              f"lies in 1..{len(layers) - 1}; found {bottleneck_idx!r}.",
+                              key_path="params.bottleneck_idx")
         self.encoder = nn.Sequential(*layers[:bottleneck_idx])
         self.decoder = nn.Sequential(*layers[bottleneck_idx:])
         self.compressor = compressor

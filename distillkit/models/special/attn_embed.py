@@ -33,7 +33,7 @@ class AttnEmbed(SpecialModule):
     ``embed_dict.<name>`` when hooked."""
 
     def __init__(self, model: nn.Module, is_teacher: bool = False, embedings: dict = None,
-                 embeddings: dict = None, **unused):
+                 embeddings: dict = None):
         super().__init__(model, is_teacher)
         specs = embeddings if embeddings is not None else embedings
         if not specs:
