@@ -63,6 +63,12 @@ class Trainer:
         if self.exp.teacher_module is not None:
             self.exp.teacher_module.train()
 
+    def tell_epoch(self, epoch: int) -> None:
+        """Loss terms with an epoch schedule (DKD's warm-up) learn the epoch through ``set_epoch``."""
+        for module in self.exp.criterion.modules():
+            if hasattr(module, "set_epoch"):
+                module.set_epoch(epoch)
+
     def forward(self, images, targets, supp_dict: Optional[dict] = None):
         """Teacher, student and criterion on one batch: ``(loss, terms, student_io, teacher_io)``."""
         exp = self.exp
@@ -129,9 +135,7 @@ class Trainer:
     def train_one_epoch(self, epoch: int) -> Dict[str, float]:
         exp = self.exp
         self.train_mode()
-        for module in exp.criterion.modules():  # terms with an epoch schedule (DKD's warm-up)
-            if hasattr(module, "set_epoch"):
-                module.set_epoch(epoch)
+        self.tell_epoch(epoch)
         pending, epoch_start_sampler = self._begin_epoch(epoch)
         sums: Dict[str, torch.Tensor] = dict(pending.partial_sums) if pending else {}
         seen = int(pending.partial_seen) if pending else 0

@@ -44,6 +44,7 @@ def check_config(config_path: str, overrides=(), device: str = None, seed: int =
         images, targets = experiment.mixup(images, targets)
     trainer = Trainer(experiment)  # no run directory: it writes nothing
     trainer.train_mode()
+    trainer.tell_epoch(0)
     loss, terms, student_io, teacher_io = trainer.forward(images, targets, supp)
     if not torch.isfinite(loss):
         raise DistillkitError(f"{config_path}: the loss of the first batch is {loss.item()}: check the data and the "
