@@ -13,20 +13,31 @@ from .errors import ConfigError, nearest_names
 
 
 def find_module(root: nn.Module, path: str, key_path: str = "forward_hook") -> nn.Module:
-    """The submodule at dotted ``path`` (``'.'`` or ``''``: ``root`` itself, as in torchdistill); a miss names the
-    nearest paths."""
+    """The submodule at dotted ``path`` (``'.'`` or ``''``: ``root`` itself, as in torchdistill; a negative index
+    such as ``layer1.-1`` counts from the end of a Sequential/ModuleList); a miss names the nearest paths."""
     if path in (".", ""):
         return root
+    module = root
+    for part in str(path).split("."):
+        child = module._modules.get(part)
+        if child is None and part.startswith("-") and part[1:].isdigit() and part[1] != "0" \
+                and isinstance(module, (nn.Sequential, nn.ModuleList)) and int(part) >= -len(module):
+            child = module[int(part)]
+        if child is None:
+            raise _not_found(root, path, key_path)
+        module = child
+    return module
+
+
+def _not_found(root: nn.Module, path: str, key_path: str) -> ConfigError:
     modules = dict(root.named_modules())
-    if path in modules:
-        return modules[path]
     names = [n for n in modules if n]
     hint = None
     if path.startswith("module.") or path.startswith("model.") and "model" not in modules:
         hint = "Paths are relative to the model (or to its special module, whose model is 'model')."
-    raise ConfigError(f"no module at path {path!r} in {type(root).__name__}.", key_path=key_path,
-                      candidates=nearest_names(path, names), hint=hint or
-                      "List the paths with: distillkit modules MODEL_NAME.")
+    return ConfigError(f"no module at path {path!r} in {type(root).__name__}.", key_path=key_path,
+                       candidates=nearest_names(path, names), hint=hint or
+                       "List the paths with: distillkit modules MODEL_NAME.")
 
 
 class HookCapture:

@@ -82,3 +82,23 @@ def test_frozen_modules_stay_in_eval_and_untrainable():
     assert all(not p.requires_grad for p in side.model.parameters())
     out, _ = side(torch.randn(6, 4))
     assert out.grad_fn is None  # the frozen backbone builds no graph
+
+
+def test_negative_indices_and_the_root_path_as_torchdistill_writes_them():
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Sequential(nn.Linear(4, 2), nn.Tanh()))
+    side = ModelSide(model, {"forward_hook": {"output": ["2.-1", ".", "-3"]}})
+    out, io = side(torch.randn(5, 3))
+    assert torch.equal(io["."]["output"], out) and torch.equal(io["2.-1"]["output"], out)
+    assert io["-3"]["output"].shape == (5, 4)
+
+
+def test_a_dataset_root_may_start_with_a_tilde(tmp_path, monkeypatch):
+    from distillkit.config import Config
+    from distillkit.data import build_datasets
+    from tests.conftest import make_image_folder
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    make_image_folder(tmp_path / "imgs")
+    datasets = build_datasets(Config({"datasets": {"x": {"type": "ImageFolder", "splits": {"train": {
+        "dataset_id": "x/train", "params": {"root": "~/imgs", "transform_params": [{"type": "ToTensor"}]}}}}}}))
+    assert len(datasets["x/train"]) == 12

@@ -53,6 +53,8 @@ def build_split(type_name: str, type_key_path: str, split_block: dict, key_path:
     target_transform = maybe_transform(params, "target_transform_params", params_path)
     if target_transform is not None:
         params["target_transform"] = target_transform
+    if isinstance(params.get("root"), str):
+        params["root"] = os.path.expanduser(params["root"])
     _check_root(type_name, params, params_path)
     try:
         return call_with_params(cls, params, params_path)
