@@ -44,9 +44,10 @@ torchrun_argv, script, script_args = sys.argv[2:2 + count], sys.argv[2 + count],
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 from torch.distributed.run import get_args_parser, run
 
-# The agent's own "failed (exitcode: N) ..." line: reported below, once, in words.
+# The agent's "failed (exitcode: N) ..." and "Sending process N closing signal SIGTERM" (to the other ranks
+# once one has failed) lines: the failure is reported below, once, in words.
 logging.getLogger("torch.distributed.elastic.multiprocessing.api").addFilter(
-    lambda record: not str(record.msg).startswith("failed (exitcode"))
+    lambda record: not str(record.msg).startswith(("failed (exitcode", "Sending process")))
 
 args = get_args_parser().parse_args(torchrun_argv + [script])
 args.training_script_args = script_args

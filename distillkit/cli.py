@@ -11,7 +11,7 @@ from typing import List, Optional
 
 from .config.overrides import parse_override
 from .engine.distributed import is_main_process
-from .errors import DistillkitError
+from .errors import ConfigError, DistillkitError
 from .runner import evaluate_from_config, train_from_config
 from .tools.check import check_config
 from .tools.export import export_student
@@ -143,7 +143,8 @@ def guarded(fn, args, debug: bool) -> int:
     except DistillkitError as exc:
         if debug:
             raise
-        print(f"distillkit: error: {exc}", file=sys.stderr)
+        if is_main_process() or not isinstance(exc, ConfigError):  # every rank raises the same config error
+            print(f"distillkit: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("distillkit: interrupted", file=sys.stderr)

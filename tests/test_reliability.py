@@ -121,7 +121,8 @@ def test_sigkill_during_saves_leaves_loadable_checkpoints(tmp_path):
     env = child_env()
     for delay in (0.05, 0.23, 0.41):
         run_dir = tmp_path / f"run{delay}"
-        saver = subprocess.Popen([sys.executable, "-c", SAVER, str(run_dir)], env=env, stdout=subprocess.PIPE, text=True)
+        saver = subprocess.Popen([sys.executable, "-c", SAVER, str(run_dir)], env=env, stdout=subprocess.PIPE,
+                                 text=True)
         assert saver.stdout.readline() == "0\n"  # the state waited for: one checkpoint is complete
         # Then kill it wherever it happens to be (often in the middle of a 32 MB write): the delay only varies
         # the point of the kill; what is asserted holds at any point, and the saver never ends by itself.
@@ -157,7 +158,8 @@ def test_keep_last_n_plus_best(tmp_path):
     assert torch.load(tmp_path / "checkpoints" / "best.pt", weights_only=True) == {"epoch": 1}
 
 
-NAN = "imports: ['tests.dist_plugin']\n" + DIGITS.replace("type: 'CrossEntropyLoss', params: {}", "type: 'NanOnThirdCall'") \
+NAN = "imports: ['tests.dist_plugin']\n" + DIGITS \
+    .replace("type: 'CrossEntropyLoss', params: {}", "type: 'NanOnThirdCall'") \
     .replace("batch_size: 64", "batch_size: 300").replace("ckpt: 'student.pt'", "ckpt: ")
 
 

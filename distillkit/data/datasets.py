@@ -18,8 +18,8 @@ from torchvision import datasets as tv_datasets
 from ..errors import ConfigError
 from ..registry import DATASETS
 from ..utils import call_with_params
-from .guard import guard_dataset, skip_setting
 from . import shards  # noqa: F401  (registers TarShards, tar shards from `distillkit prepare`)
+from .guard import guard_dataset, skip_setting
 from .transforms import maybe_transform
 
 # Datasets whose root must already hold data (no download option).
