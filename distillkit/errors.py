@@ -12,8 +12,28 @@ import difflib
 from typing import Iterable, Optional, Sequence
 
 
+def worker_paragraph(text: str, type_name: str) -> str:
+    """The paragraph of an error raised in a DataLoader worker process.
+
+    torch re-raises a worker's exception in the main process as ``exc_type(text)``, where ``text`` is
+    "Caught <type> in DataLoader worker process N.\\nOriginal Traceback (most recent call last): ...", ending
+    with the line "<module>.<type>: <paragraph>".  Given such a text, this returns the paragraph alone (so
+    the command line still prints one paragraph); any other text is returned unchanged."""
+    if "Traceback (most recent call last)" not in text:
+        return text
+    marker = f"{type_name}: "
+    at = text.rfind(marker)
+    return text[at + len(marker):].strip() if at >= 0 else text
+
+
 class DistillkitError(Exception):
-    """Base class of every error distillkit explains to the user."""
+    """Base class of every error distillkit explains to the user (raised in a DataLoader worker, it still
+    reads as its one paragraph: see :func:`worker_paragraph`)."""
+
+    def __init__(self, *args):
+        if args and isinstance(args[0], str):
+            args = (worker_paragraph(args[0], type(self).__name__),) + args[1:]
+        super().__init__(*args)
 
 
 def nearest_names(name: str, candidates: Iterable[str], n: int = 5) -> list:
@@ -49,7 +69,7 @@ class ConfigError(DistillkitError):
     def __init__(self, message: str, key_path: Optional[str] = None, file: Optional[str] = None,
                  line: Optional[int] = None, candidates: Optional[Sequence[str]] = None,
                  hint: Optional[str] = None):
-        self.message = message
+        self.message = worker_paragraph(message, type(self).__name__)
         self.key_path = key_path
         self.file = file
         self.line = line
@@ -85,20 +105,6 @@ class ConfigError(DistillkitError):
         return self.render()
 
 
-def worker_paragraph(text: str, type_name: str) -> str:
-    """The paragraph of an error raised in a DataLoader worker process.
-
-    torch re-raises a worker's exception in the main process as ``exc_type(text)``, where ``text`` is
-    "Caught <type> in DataLoader worker process N.\\nOriginal Traceback (most recent call last): ...", ending
-    with the line "<module>.<type>: <paragraph>".  Given such a text, this returns the paragraph alone (so
-    the command line still prints one paragraph); any other text is returned unchanged."""
-    if "Traceback (most recent call last)" not in text:
-        return text
-    marker = f"{type_name}: "
-    at = text.rfind(marker)
-    return text[at + len(marker):].strip() if at >= 0 else text
-
-
 class BadImageError(DistillkitError):
     """A data file that cannot be read or decoded (truncated, not an image, unreadable), named by path.
 
@@ -107,4 +113,4 @@ class BadImageError(DistillkitError):
 
     def __init__(self, message: str = "", path: Optional[str] = None):
         self.path = path
-        super().__init__(worker_paragraph(str(message), type(self).__name__))
+        super().__init__(str(message))
