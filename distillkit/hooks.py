@@ -5,6 +5,7 @@ received (its first positional argument) or returned during the last forward.
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Dict, Iterable
 
 from torch import nn
@@ -38,6 +39,28 @@ def _not_found(root: nn.Module, path: str, key_path: str) -> ConfigError:
     return ConfigError(f"no module at path {path!r} in {type(root).__name__}.", key_path=key_path,
                        candidates=nearest_names(path, names), hint=hint or
                        "List the paths with: distillkit modules MODEL_NAME.")
+
+
+def named_sequential(model: nn.Module, paths, where: str) -> nn.Sequential:
+    """The modules at ``paths``, in order, nested so that each keeps its dotted path (``layer4`` stays
+    ``layer4``), as torchdistill's ``redesign_model`` builds them."""
+    tree = OrderedDict()
+    for index, path in enumerate(paths):
+        module = find_module(model, path, f"{where}.sequential.{index}")
+        node, names = tree, path.split(".")
+        for name in names[:-1]:
+            node = node.setdefault(name, OrderedDict())
+            if not isinstance(node, OrderedDict):
+                raise ConfigError(f"{where}.sequential lists {path!r} inside a module it already lists whole.",
+                                  key_path=f"{where}.sequential.{index}")
+        if names[-1] in node:
+            raise ConfigError(f"{where}.sequential lists {path!r} twice.", key_path=f"{where}.sequential.{index}")
+        node[names[-1]] = module
+
+    def build(node):
+        return nn.Sequential(OrderedDict((k, build(v) if isinstance(v, OrderedDict) else v) for k, v in node.items()))
+
+    return build(tree)
 
 
 class HookCapture:

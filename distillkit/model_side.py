@@ -17,15 +17,14 @@ from torch.utils._pytree import tree_map
 
 from .config.schema import SideSettings
 from .errors import ConfigError
-from .hooks import HookCapture, find_module
+from .hooks import HookCapture, find_module, named_sequential
 from .registry import SPECIAL_MODULES
 from .utils import call_with_params
 
 
 def _sequential(model: nn.Module, paths, key_path: str) -> nn.Module:
-    if not paths:
-        return model
-    return nn.Sequential(*[find_module(model, p, f"{key_path}.sequential.{i}") for i, p in enumerate(paths)])
+    """``sequential: [paths]``: only these submodules, in order, each under its own dotted name (torchdistill's)."""
+    return named_sequential(model, paths, key_path) if paths else model
 
 
 def _special(model: nn.Module, block: Optional[dict], is_teacher: bool, key_path: str) -> Optional[nn.Module]:

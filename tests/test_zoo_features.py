@@ -189,11 +189,24 @@ def test_each_loss_builds_through_the_config_path_and_refuses_a_misspelt_param(n
     total, terms = criterion(None, None, student, teacher, None)
     single = build_criterion({"type": "GeneralizedCustomLoss",
                               "sub_terms": {"x": {"criterion": {"type": name, "params": TERMS[name]}}}})
-    assert torch.isfinite(total) and total.item() == pytest.approx(2 * single(None, None, student, teacher, None)[0].item())
+    once = single(None, None, student, teacher, None)[0]
+    assert torch.isfinite(total) and total.item() == pytest.approx(2 * once.item())
+    misspelt = {"type": name, "params": dict(TERMS[name], reductoin="sum")}
     with pytest.raises(ConfigError, match="rejected these params") as error:
-        build_criterion({"type": "GeneralizedCustomLoss",
-                         "sub_terms": {"x": {"criterion": {"type": name, "params": dict(TERMS[name], reductoin="sum")}}}})
+        build_criterion({"type": "GeneralizedCustomLoss", "sub_terms": {"x": {"criterion": misspelt}}})
     assert "train.criterion.sub_terms.x.criterion.params" in str(error.value)
+
+
+@pytest.mark.parametrize("name, params, key", [
+    ("ATLoss", {"at_pairs": {"p1": PAIRS["p1"]}, "mode": "papers"}, "params.mode"),
+    ("AltActTransferLoss", {"feature_pairs": {"p1": PAIRS["p1"]}, "margin": 1.0, "reduction": "avg"},
+     "params.reduction"),
+    ("FSPLoss", {"fsp_pairs": {"p": {"student_first": {"path": "s"}}}}, "params.fsp_pairs.p")])
+def test_bad_param_values_are_located_config_errors(name, params, key):
+    with pytest.raises(ConfigError) as error:
+        build_criterion({"type": "GeneralizedCustomLoss",
+                         "sub_terms": {"x": {"criterion": {"type": name, "params": params}}}})
+    assert f"train.criterion.sub_terms.x.criterion.{key}" in str(error.value)
 
 
 def test_hierarchical_context_loss_builds_through_the_config_path():
@@ -331,7 +344,8 @@ def test_attention_based_fusion_and_knowledge_review_equal_torchdistill():
                teacher_module_io="output")
     io1, io2 = same_module(ours, theirs, paths, lambda out, d: out.sum() + HierarchicalContextLoss(**hcl)(
         d, io(t=teacher)) + d["abf_modules.0"]["output"][0].sum())
-    close(HierarchicalContextLoss(**hcl)(io1, io(t=teacher)), td_losses.HierarchicalContextLoss(**hcl)(io2, io(t=teacher)))
+    close(HierarchicalContextLoss(**hcl)(io1, io(t=teacher)),
+          td_losses.HierarchicalContextLoss(**hcl)(io2, io(t=teacher)))
 
 
 PARAPHRASER = {"k": 0.5, "num_input_channels": 8, "kernel_size": 3, "stride": 1, "padding": 1, "uses_bn": True}
@@ -427,6 +441,18 @@ def test_special_modules_build_from_a_side_block_and_refuse_a_misspelt_param(nam
     with pytest.raises(ConfigError, match="rejected these params") as error:
         ModelSide(Tiny(), {"special": {"type": name, "params": dict(params, devcie="cpu")}})
     assert "train.student.special.params" in str(error.value)
+
+
+def test_special_module_config_errors_name_the_key():
+    bad = {"c": {"io": "output", "path": "student_model.layer1", "conv2d_kwargs": {"in_channels": 4, "out_chanels": 2,
+                                                                                   "kernel_size": 1}}}
+    with pytest.raises(ConfigError, match="out_chanels") as error:
+        ModelSide(Tiny(), {"special": {"type": "Connector4DAB", "params": {"connectors": bad}}})
+    assert "train.student.special.params.connectors.c" in str(error.value)
+    with pytest.raises(ConfigError, match="needs translator_kwargs") as error:
+        ModelSide(Tiny(), {"special": {"type": "Student4FactorTransfer",
+                                       "params": {"input_module_path": "student_model.layer2"}}})
+    assert "train.student.special.params.translator_kwargs" in str(error.value)
 
 
 def test_teacher_side_trains_only_the_paraphraser():

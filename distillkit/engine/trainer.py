@@ -227,6 +227,15 @@ class Trainer:
             save_atomic({"model": self.exp.student.model.state_dict(), "best_metric": ckpt_best.state_dict(),
                          "best_value": ckpt_best.value, "epoch": epoch}, self.exp.student_ckpt)
 
+    def post_epoch_process(self) -> None:
+        """Special modules that keep files of their own (PAD's variance branch, FT's paraphraser, SSKD's head)
+        write them after each epoch, on rank 0, as in torchdistill."""
+        if not self.ctx.is_main:
+            return
+        for side in (self.exp.student, self.exp.teacher):
+            if side is not None and hasattr(side.special, "post_epoch_process"):
+                side.special.post_epoch_process()
+
     def resume(self, path: str) -> None:
         """Restore everything a run checkpoint holds; training continues where it stopped."""
         point = restore_run_state(path, self.exp, self.step, self.best)
@@ -286,6 +295,7 @@ class Trainer:
                 self.metrics.write(row)
                 self.tensorboard.write(row)
             self.save(epoch, is_best)  # the end-of-epoch state, scheduler stepped
+            self.post_epoch_process()
             for callback in self.callbacks:
                 if hasattr(callback, "on_epoch_end"):
                     callback.on_epoch_end(self, epoch, row)

@@ -28,7 +28,7 @@ class ATLoss(nn.Module):
         super().__init__()
         if mode not in ("code", "paper"):
             raise ConfigError(f"ATLoss mode must be 'code' (the authors' implementation) or 'paper' (Eq. 2), "
-                              f"found {mode!r}.")
+                              f"found {mode!r}.", key_path="params.mode")
         self.at_pairs = check_feature_pairs(at_pairs, "ATLoss", "at_pairs", ("student", "teacher"))
         self.mode = mode
 

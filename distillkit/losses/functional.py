@@ -7,6 +7,9 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..errors import ConfigError, ShapeMismatchError
+from .features import select_features
+
 
 def flatten_samples(x: torch.Tensor) -> torch.Tensor:
     """``(N, ...) -> (N, D)``: one row per sample."""
@@ -22,8 +25,6 @@ def l2_normalize(x: torch.Tensor, dim: int = 1, eps: float = 1e-12) -> torch.Ten
 
 def read_io(io_dict: dict, spec: dict, side: str, reader: str):
     """The tensor a ``{path, io}`` spec names in an io_dict (``io`` defaults to ``'output'``)."""
-    from ..errors import ConfigError
-    from .features import select_features
     if not isinstance(spec, dict) or "path" not in spec:
         raise ConfigError(f"{reader}: the {side} entry must be {{io: 'output' | 'input', path: MODULE_PATH}}, "
                           f"found {spec!r}.")
@@ -32,7 +33,6 @@ def read_io(io_dict: dict, spec: dict, side: str, reader: str):
 
 def pair_weight(pair: dict, reader: str) -> float:
     """A feature pair's weight: ``weight`` (torchdistill 1.x) or ``factor`` (0.x); 1 when neither is given."""
-    from ..errors import ConfigError
     if "weight" in pair and "factor" in pair and pair["weight"] != pair["factor"]:
         raise ConfigError(f"{reader}: a pair gives both weight={pair['weight']!r} (torchdistill 1.x) and "
                           f"factor={pair['factor']!r} (0.x); keep one.")
@@ -62,15 +62,15 @@ def fsp_matrix(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
 
 def check_feature_pairs(pairs, name: str, param: str, keys) -> dict:
     """``pairs`` is a non-empty ``{pair name: {key: {io, path}, ..., weight}}`` with every one of ``keys``."""
-    from ..errors import ConfigError
     if not isinstance(pairs, dict) or not pairs:
         raise ConfigError(f"{name} needs {param}: {{pair name: {{{', '.join(keys)}: {{io, path}}, weight}}}}, "
-                          f"found {pairs!r}.")
+                          f"found {pairs!r}.", key_path=f"params.{param}")
     for pair_name, pair in pairs.items():
         missing = [k for k in keys if not isinstance(pair, dict) or k not in pair]
         if missing:
             raise ConfigError(f"{name} pair {pair_name!r} in {param} lacks {', '.join(missing)}; each pair "
-                              f"needs {', '.join(keys)} (each {{io, path}}) and optionally weight.")
+                              f"needs {', '.join(keys)} (each {{io, path}}) and optionally weight.",
+                              key_path=f"params.{param}.{pair_name}")
         pair_weight(pair, f"{name} pair {pair_name!r}")
     return pairs
 
@@ -125,9 +125,9 @@ def power_normalize(z: torch.Tensor, power: int = 2) -> torch.Tensor:
 
 def check_reduction(reduction, name: str, allowed=("mean", "sum")) -> str:
     """``reduction`` is one of ``allowed``; anything else is a config error naming the loss."""
-    from ..errors import ConfigError
     if reduction not in allowed:
-        raise ConfigError(f"{name} reduction must be one of {', '.join(map(repr, allowed))}, found {reduction!r}.")
+        raise ConfigError(f"{name} reduction must be one of {', '.join(map(repr, allowed))}, found {reduction!r}.",
+                          key_path="params.reduction")
     return reduction
 
 
@@ -158,8 +158,6 @@ def cosine_similarity_matrix(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8
 def read_matching_pair(student_io: dict, teacher_io: dict, student_path: str, student_io_name: str,
                        teacher_path: str, teacher_io_name: str, reader: str, what: str = "logits"):
     """The student's and the teacher's tensors at the given paths, which must have the same shape."""
-    from .features import select_features
-    from .tat import ShapeMismatchError
     student = select_features(student_io, student_path, student_io_name, "student", reader)
     teacher = select_features(teacher_io, teacher_path, teacher_io_name, "teacher", reader)
     if student.shape != teacher.shape:

@@ -14,7 +14,8 @@ from ...registry import register_special_module
 from .base import SpecialModule
 
 
-def build_connector(conv2d_kwargs: dict, bn2d_kwargs: dict = None, where: str = "connector") -> nn.Sequential:
+def build_connector(conv2d_kwargs: dict, bn2d_kwargs: dict = None, where: str = "connector",
+                    key_path: str = None) -> nn.Sequential:
     """``Sequential(Conv2d(**conv2d_kwargs)[, BatchNorm2d(**bn2d_kwargs)])``."""
     try:
         layers = [nn.Conv2d(**conv2d_kwargs)]
@@ -23,7 +24,7 @@ def build_connector(conv2d_kwargs: dict, bn2d_kwargs: dict = None, where: str = 
     except TypeError as exc:
         raise ConfigError(f"{where}: {exc}; conv2d_kwargs are torch.nn.Conv2d's parameters (in_channels, "
                           f"out_channels, kernel_size, stride, padding, bias, ...) and bn2d_kwargs BatchNorm2d's "
-                          f"(num_features, ...).") from exc
+                          f"(num_features, ...).", key_path=key_path) from exc
     return nn.Sequential(*layers)
 
 
@@ -39,15 +40,17 @@ class Connector4DAB(SpecialModule):
         super().__init__(model, is_teacher)
         if not isinstance(connectors, dict) or not connectors:
             raise ConfigError("Connector4DAB needs connectors: {name: {io, path, conv2d_kwargs, bn2d_kwargs}}, "
-                              f"found {connectors!r}.")
+                              f"found {connectors!r}.", key_path="params.connectors")
         self.connector_dict = nn.ModuleDict()
         self.io_path_pairs = []
         for name, spec in connectors.items():
             missing = [k for k in ("io", "path", "conv2d_kwargs") if k not in (spec or {})]
             if missing:
-                raise ConfigError(f"Connector4DAB connector {name!r} lacks {', '.join(missing)}.")
+                raise ConfigError(f"Connector4DAB connector {name!r} lacks {', '.join(missing)}.",
+                                  key_path=f"params.connectors.{name}")
             self.connector_dict[name] = build_connector(spec["conv2d_kwargs"], spec.get("bn2d_kwargs"),
-                                                        f"Connector4DAB connector {name!r}")
+                                                        f"Connector4DAB connector {name!r}",
+                                                        f"params.connectors.{name}")
             self.io_path_pairs.append((name, spec["io"], spec["path"]))
 
     def required_io(self):

@@ -9,14 +9,12 @@ student translator's factor with the paraphraser's (``uses_decoder: False``, ``F
 from __future__ import annotations
 
 import os
-from collections import OrderedDict
 
 import torch
 from torch import nn
 
-from ...engine.distributed import is_main_process
 from ...errors import ConfigError
-from ...hooks import find_module
+from ...hooks import find_module, named_sequential
 from ...registry import register_special_module
 from ..checkpoint import load_model_weights, save_atomic
 from .base import SpecialModule
@@ -66,34 +64,13 @@ class Translator4FactorTransfer(nn.Sequential):
                          *conv_block(num_output_channels, num_output_channels, *geometry))
 
 
-def named_sequential(model: nn.Module, paths, where: str) -> nn.Sequential:
-    """The modules at ``paths``, in order, nested so that each keeps its dotted path (``layer4`` stays
-    ``layer4``), as torchdistill's ``redesign_model`` builds them."""
-    tree = OrderedDict()
-    for index, path in enumerate(paths):
-        module = find_module(model, path, f"{where}.sequential.{index}")
-        node, names = tree, path.split(".")
-        for name in names[:-1]:
-            node = node.setdefault(name, OrderedDict())
-            if not isinstance(node, OrderedDict):
-                raise ConfigError(f"{where}.sequential lists {path!r} inside a module it already lists whole.")
-        if names[-1] in node:
-            raise ConfigError(f"{where}.sequential lists {path!r} twice.")
-        node[names[-1]] = module
-
-    def build(node):
-        return nn.Sequential(OrderedDict((k, build(v) if isinstance(v, OrderedDict) else v) for k, v in node.items()))
-
-    return build(tree)
-
-
 def minimal_model(model: nn.Module, minimal, where: str) -> nn.Module:
     """``minimal: {sequential: [paths], frozen_modules: [paths]}`` applied to ``model`` (None: the model)."""
     minimal = minimal or {}
     unknown = sorted(set(minimal) - {"sequential", "frozen_modules"})
     if unknown:
         raise ConfigError(f"{where} supports sequential and frozen_modules, not {', '.join(unknown)}; wrap the "
-                          f"teacher in another special module instead.")
+                          f"teacher in another special module instead.", key_path="params.minimal")
     for index, path in enumerate(minimal.get("frozen_modules") or []):
         find_module(model, path, f"{where}.frozen_modules.{index}").requires_grad_(False)
     paths = minimal.get("sequential") or []
@@ -102,7 +79,7 @@ def minimal_model(model: nn.Module, minimal, where: str) -> nn.Module:
 
 def _required(value, name: str, owner: str, what: str):
     if value is None:
-        raise ConfigError(f"{owner} needs {name}: {what}.")
+        raise ConfigError(f"{owner} needs {name}: {what}.", key_path=f"params.{name}")
     return value
 
 
@@ -128,7 +105,8 @@ class Teacher4FactorTransfer(SpecialModule):
             self.paraphraser = Paraphraser4FactorTransfer(uses_decoder=uses_decoder, **paraphraser_kwargs)
         except TypeError as exc:
             raise ConfigError(f"{owner} paraphraser_kwargs: {exc}; Paraphraser4FactorTransfer takes k, "
-                              f"num_input_channels, kernel_size, stride, padding and uses_bn.") from exc
+                              f"num_input_channels, kernel_size, stride, padding and uses_bn.",
+                              key_path="params.paraphraser_kwargs") from exc
         self.ckpt_file_path = paraphraser_ckpt
         if paraphraser_ckpt and os.path.isfile(paraphraser_ckpt):
             load_model_weights(self.paraphraser, paraphraser_ckpt, what=f"{owner} paraphraser_ckpt")
@@ -147,8 +125,8 @@ class Teacher4FactorTransfer(SpecialModule):
         self.paraphraser(io_dict[self.input_module_path]["output"])
 
     def post_epoch_process(self) -> None:
-        """Save the paraphraser's weights to ``paraphraser_ckpt`` (rank 0 only)."""
-        if self.ckpt_file_path and is_main_process():
+        """Save the paraphraser's weights to ``paraphraser_ckpt`` (the Trainer calls it on rank 0)."""
+        if self.ckpt_file_path:
             save_atomic(self.paraphraser.state_dict(), self.ckpt_file_path)
 
 
@@ -171,7 +149,7 @@ class Student4FactorTransfer(SpecialModule):
         except TypeError as exc:
             raise ConfigError(f"{owner} translator_kwargs: {exc}; Translator4FactorTransfer takes "
                               f"num_input_channels, num_output_channels, kernel_size, stride, padding and "
-                              f"uses_bn.") from exc
+                              f"uses_bn.", key_path="params.translator_kwargs") from exc
 
     def required_io(self):
         return [(self.input_module_path, "output")]

@@ -10,7 +10,6 @@ import os
 
 from torch import nn
 
-from ...engine.distributed import is_main_process
 from ...errors import ConfigError
 from ...registry import register_special_module
 from ..checkpoint import load_model_weights, save_atomic
@@ -30,10 +29,10 @@ class VarianceBranch4PAD(SpecialModule):
         super().__init__(model, is_teacher)
         if not isinstance(input_module, dict) or "path" not in input_module or "io" not in input_module:
             raise ConfigError(f"VarianceBranch4PAD needs input_module: {{path, io}} (the embedding the variance "
-                              f"is estimated from), found {input_module!r}.")
+                              f"is estimated from), found {input_module!r}.", key_path="params.input_module")
         if not isinstance(feat_dim, int) or isinstance(feat_dim, bool) or feat_dim < 1:
             raise ConfigError(f"VarianceBranch4PAD needs feat_dim, the embedding size (a positive integer), "
-                              f"found {feat_dim!r}.")
+                              f"found {feat_dim!r}.", key_path="params.feat_dim")
         self.input_module_path = input_module["path"]
         self.input_module_io = input_module["io"]
         self.var_estimator = nn.Sequential(nn.Linear(feat_dim, feat_dim), nn.BatchNorm1d(feat_dim))
@@ -48,6 +47,6 @@ class VarianceBranch4PAD(SpecialModule):
         self.var_estimator(io_dict[self.input_module_path][self.input_module_io].flatten(1))
 
     def post_epoch_process(self) -> None:
-        """Save the variance estimator's weights to ``var_estimator_ckpt`` (rank 0 only)."""
-        if self.ckpt_file_path and is_main_process():
+        """Save the variance estimator's weights to ``var_estimator_ckpt`` (the Trainer calls it on rank 0)."""
+        if self.ckpt_file_path:
             save_atomic(self.var_estimator.state_dict(), self.ckpt_file_path)

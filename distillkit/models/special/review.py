@@ -55,18 +55,20 @@ class Student4KnowledgeReview(SpecialModule):
         super().__init__(model, is_teacher)
         if not isinstance(abfs, (list, tuple)) or not abfs:
             raise ConfigError("Student4KnowledgeReview needs abfs: a list (shallowest first) of {path, io, kwargs: "
-                              f"{{in_channels, mid_channels, out_channels}}}}, found {abfs!r}.")
+                              f"{{in_channels, mid_channels, out_channels}}}}, found {abfs!r}.", key_path="params.abfs")
         self.sizes = [1, 7, 14, 28, 56] if sizes is None else list(sizes)
         modules, pairs = [], []
         for index, spec in enumerate(abfs):
             missing = [k for k in ("path", "io", "kwargs") if not isinstance(spec, dict) or k not in spec]
             if missing:
-                raise ConfigError(f"Student4KnowledgeReview abfs[{index}] lacks {', '.join(missing)}.")
+                raise ConfigError(f"Student4KnowledgeReview abfs[{index}] lacks {', '.join(missing)}.",
+                                  key_path=f"params.abfs.{index}")
             try:
                 modules.append(AttentionBasedFusion(uses_attention=index < len(abfs) - 1, **spec["kwargs"]))
             except TypeError as exc:
                 raise ConfigError(f"Student4KnowledgeReview abfs[{index}].kwargs: {exc}; AttentionBasedFusion "
-                                  f"takes in_channels, mid_channels and out_channels.") from exc
+                                  f"takes in_channels, mid_channels and out_channels.",
+                                  key_path=f"params.abfs.{index}.kwargs") from exc
             pairs.append((spec["io"], spec["path"]))
         self.abf_modules = nn.ModuleList(modules[::-1])
         self.io_path_pairs = pairs[::-1]

@@ -108,10 +108,7 @@ class SSWrapper4SSKD(SpecialModule):
         self.ss_module(torch.flatten(io_dict[self.input_module_path][self.input_module_io], 1))
 
     def post_epoch_process(self) -> None:
-        """Save ``ss_module``'s weights to ``ss_module_ckpt`` (on rank 0), as torchdistill does after each epoch."""
-        if not self.ckpt_file_path:
-            return
-        if torch.distributed.is_available() and torch.distributed.is_initialized() \
-                and torch.distributed.get_rank() != 0:
-            return
-        save_atomic(self.ss_module.state_dict(), self.ckpt_file_path)
+        """Save ``ss_module``'s weights to ``ss_module_ckpt``, as torchdistill does after each epoch (the Trainer
+        calls it on rank 0)."""
+        if self.ckpt_file_path:
+            save_atomic(self.ss_module.state_dict(), self.ckpt_file_path)
