@@ -303,6 +303,12 @@ def test_jpeg_backends_decode_the_same_pixels():
     for which in jpeg.available_backends():
         assert torch.equal(jpeg.decode(data, 1, which), reference), which
         assert tuple(jpeg.decode(data, 2, which).shape) == (39, 62, 3)
+    gray = io.BytesIO()
+    Image.fromarray(np.arange(48 * 64, dtype=np.uint8).reshape(48, 64)).save(gray, format="JPEG", quality=90)
+    gray_reference = jpeg.decode(gray.getvalue(), 1, "pil")
+    assert gray_reference.shape == (48, 64, 3)
+    for which in jpeg.available_backends():
+        assert torch.equal(jpeg.decode(gray.getvalue(), 1, which), gray_reference), which
     png = io.BytesIO()
     Image.new("RGB", (10, 6), (1, 2, 3)).save(png, format="PNG")  # not a JPEG: Pillow reads it
     assert jpeg.image_size(png.getvalue()) == (10, 6) and jpeg.decode(png.getvalue()).shape == (6, 10, 3)

@@ -36,7 +36,8 @@ def test_numbers_without_a_dot_are_floats(write_yaml, text):
 
 
 def test_numbers_in_set_overrides_are_floats(write_yaml):
-    config = load_config(write_yaml(QUICK), ["train.optimizer.params.lr=5e-4", "train.optimizer.params.weight_decay=1e-4"])
+    config = load_config(write_yaml(QUICK), ["train.optimizer.params.lr=5e-4",
+                                             "train.optimizer.params.weight_decay=1e-4"])
     assert config["train"]["optimizer"]["params"] == {"lr": 5e-4, "momentum": 0.9, "weight_decay": 1e-4}
 
 

@@ -61,7 +61,7 @@ def epoch(loader, number, skip=0):
 
 
 def test_prepare_writes_shards_and_index(shards):
-    index = json.load(open(shards / "full" / "index.json"))
+    index = json.loads((shards / "full" / "index.json").read_text())
     assert index["total"] == N and [s["count"] for s in index["shards"]] == [5, 5, 5, 5, 3]
     assert index["classes"] == [f"c{k:02d}" for k in range(N)]
     samples = [s for shard in index["shards"] for s in read_shard(str(shards / "full" / shard["name"]))]
@@ -70,7 +70,7 @@ def test_prepare_writes_shards_and_index(shards):
     for _, data, label in samples:  # small enough: copied byte for byte
         with open(shards / "folder" / f"c{label:02d}" / "0.jpg", "rb") as handle:
             assert handle.read() == data
-    small = json.load(open(shards / "small" / "index.json"))
+    small = json.loads((shards / "small" / "index.json").read_text())
     for shard in small["shards"]:
         for _, data, _ in read_shard(str(shards / "small" / shard["name"])):
             assert max(Image.open(io.BytesIO(data)).size) == 32

@@ -30,7 +30,8 @@ def test_a_speed_setting_trains_the_same_epoch(write_yaml, teacher_ckpt, lines):
     assert row["loss"] == pytest.approx(base_row["loss"], rel=1e-4)
     assert set(weights) == set(base_weights)  # checkpoints keep their parameter names (compile in place)
     for key in base_weights:
-        torch.testing.assert_close(weights[key].contiguous(), base_weights[key], rtol=1e-3, atol=1e-3)  # other kernels, 3 SGD steps
+        # other kernels, 3 SGD steps
+        torch.testing.assert_close(weights[key].contiguous(), base_weights[key], rtol=1e-3, atol=1e-3)
 
 
 def test_channels_last_and_inference_mode_reach_the_models():
@@ -49,6 +50,7 @@ def test_channels_last_and_inference_mode_reach_the_models():
 
 
 def test_compile_setting_is_checked():
-    assert SpeedSettings.from_settings(train_settings(compile={"mode": "max-autotune"})).compile == {"mode": "max-autotune"}
+    settings = SpeedSettings.from_settings(train_settings(compile={"mode": "max-autotune"}))
+    assert settings.compile == {"mode": "max-autotune"}
     with pytest.raises(ConfigError, match="train.compile"):
         SpeedSettings.from_settings(train_settings(compile="fast"))

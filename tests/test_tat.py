@@ -107,7 +107,8 @@ def test_attn_embed_outputs_land_in_io_dict_and_teacher_backbone_is_frozen():
     torch.manual_seed(0)
     x = torch.randn(2, 3, 5, 5)
     student = ModelSide(TwoStage(4), {"special": embed_block(["query", "value"]),
-                                      "forward_hook": {"output": ["model.layer1", "embed_dict.query", "embed_dict.value"]}})
+                                      "forward_hook": {"output": ["model.layer1", "embed_dict.query",
+                                                                  "embed_dict.value"]}})
     teacher = ModelSide(TwoStage(4), {"special": embed_block(["key"]), "requires_grad": True,
                                       "frozen_modules": ["model"],
                                       "forward_hook": {"output": ["model.layer1", "embed_dict.key"]}}, is_teacher=True)

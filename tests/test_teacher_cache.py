@@ -50,7 +50,8 @@ def teacher_ckpt(tmp_path):
 
     torch.manual_seed(123)
     path = tmp_path / "teacher.pt"
-    torch.save({"model": build_model({"name": "cifar_resnet8", "params": {"num_classes": 10}}, "models.teacher_model").state_dict()}, path)
+    model = build_model({"name": "cifar_resnet8", "params": {"num_classes": 10}}, "models.teacher_model")
+    torch.save({"model": model.state_dict()}, path)
     return str(path)
 
 

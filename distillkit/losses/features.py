@@ -14,7 +14,7 @@ def select_features(io_dict: dict, path, io: str = "output", side: str = "studen
         raise UnhookedPathError(
             f"{reader} reads the {side}'s {io} of {path!r}, but no forward hook captured it. Add {path!r} to "
             f"train.{side}.forward_hook.{io}. Captured on the {side}: {', '.join(sorted(hooked)) or 'nothing'}."
-            + (f" Nearest: {', '.join(nearest_names(path, list(io_dict)))}." if nearest_names(path, list(io_dict)) else ""))
+            + (f" Nearest: {', '.join(close)}." if (close := nearest_names(path, list(io_dict))) else ""))
     return slot[io]
 
 
