@@ -13,6 +13,7 @@ from .config.overrides import parse_override
 from .engine.distributed import is_main_process
 from .errors import ConfigError, DistillkitError
 from .runner import evaluate_from_config, train_from_config
+from .tools import prepare as prepare_tool
 from .tools.check import check_config
 from .tools.export import export_student
 from .tools.modules import module_table
@@ -74,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(export)
     export.add_argument("--ckpt", required=True, help="a run checkpoint or the student's ckpt")
     export.add_argument("--out", required=True, help="the file to write")
+    prepare = commands.add_parser("prepare", help="an ImageFolder as tar shards (optionally re-encoded smaller)")
+    prepare_tool.add_arguments(prepare)
     plot = commands.add_parser("plot", help="PNG plots of the loss terms and accuracies of a run directory")
     plot.add_argument("run_dir")
     plot.add_argument("--debug", action="store_true")
@@ -124,6 +127,8 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "export":
         print(export_student(args.config, args.ckpt, args.out, args.overrides))
         return 0
+    if args.command == "prepare":
+        return prepare_tool.run(args)
     if args.command == "plot":
         for path in plot_run(args.run_dir):
             print(f"wrote {path}")

@@ -18,14 +18,15 @@ from __future__ import annotations
 import torch
 from torch.utils.data import Dataset
 
-from ..errors import ConfigError
+from ..errors import ConfigError, nearest_names
 from .fast_decode import DECODE_MODES, ViewDecoder
 
 
 def check_backend(mode: str, key_path: str) -> None:
     """Refuse ``cuda``/``dali`` where they cannot run, naming the key."""
     if mode not in DECODE_MODES:
-        raise ConfigError(f"decode must be one of {', '.join(DECODE_MODES)}, found {mode!r}.", key_path=key_path)
+        raise ConfigError(f"decode must be one of {', '.join(DECODE_MODES)}, found {mode!r}.", key_path=key_path,
+                          candidates=nearest_names(str(mode), DECODE_MODES, n=2))
     if mode in ("cuda", "dali") and not torch.cuda.is_available():
         raise ConfigError(f"decode: {mode} decodes JPEGs on the GPU, and this process sees no CUDA device "
                           f"(torch.cuda.is_available() is False).", key_path=key_path,
@@ -87,9 +88,6 @@ def decoded_dataset(dataset, mode: str, key_path: str, replay_plan=None):
                           f"{type(dataset).__name__} does not.", key_path=key_path,
                           hint="Use decode: pil (the default) with this dataset.")
     decoder = ViewDecoder(transform, mode, key_path)
-    if mode in ("cuda", "dali") and decoder.pipeline.out_size() is None:
-        raise ConfigError(f"decode: {mode} batches views of one size: the pipeline needs RandomResizedCrop or a "
-                          f"CenterCrop.", key_path=key_path)
     if replay_plan is not None:
         replay_plan.signature = list(replay_plan.signature) + [f"decode: {mode}"]
     return DecodedFolder(dataset, decoder, recording=replay_plan is not None), decoder.collate

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Tuple
 
 import torch
+from .gpu_decode import decode_batch
+from .batch import collate_batch
 
 _STATS_CACHE: dict = {}
 
@@ -91,7 +93,8 @@ class EncodedBatch:
     """Encoded images and, per image, the crop box in full-size pixels ``(top, left, height, width)``, the
     reduction the CPU path would decode at, and the flips; decoded, cropped, resized and normalised on the
     device by ``backend`` (``cuda``: torchvision.io.decode_jpeg on the GPU; ``dali``: NVIDIA DALI)."""
-    data: List[torch.Tensor]
+    blob: torch.Tensor  # uint8: the encoded images back to back (one shared-memory tensor between processes)
+    offsets: torch.Tensor  # int64 (N + 1): image i is blob[offsets[i]:offsets[i + 1]]
     boxes: torch.Tensor  # float64 (N, 4): top, left, height, width in full-size pixels
     flips: torch.Tensor  # bool (N, 2): horizontal, vertical
     out_size: Tuple[int, int]
@@ -101,17 +104,22 @@ class EncodedBatch:
     reductions: torch.Tensor = field(default=None)  # int64 (N,)
 
     @property
+    def data(self) -> List[torch.Tensor]:
+        """Each image's encoded bytes, as a uint8 view of ``blob``."""
+        bounds = self.offsets.tolist()
+        return [self.blob[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+    @property
     def shape(self) -> torch.Size:
-        return torch.Size((len(self.data), 3, *self.out_size))
+        return torch.Size((len(self), 3, *self.out_size))
 
     def __len__(self) -> int:
-        return len(self.data)
+        return self.offsets.numel() - 1
 
     def pin_memory(self) -> "EncodedBatch":
         return self  # nvJPEG / DALI read the host bytes themselves
 
     def to_device(self, device, channels_last: bool = False) -> torch.Tensor:
-        from .gpu_decode import decode_batch
 
         return normalize_uint8(decode_batch(self, torch.device(device)), self.spec, channels_last)
 
@@ -122,20 +130,22 @@ class EncodedBatch:
 def collate_views(samples: Sequence[tuple], spec: OutputSpec):
     """:func:`~distillkit.data.batch.collate_batch` for samples whose image is a uint8 HWC view: the views
     become a :class:`UInt8Batch` (stacked into shared memory inside a worker)."""
-    from .batch import collate_batch
 
     images, targets, supp = collate_batch(samples)
     return UInt8Batch(images, spec), targets, supp
 
 
 def collate_encoded(samples: Sequence[tuple], out_size, interpolation: str, spec: OutputSpec, backend: str):
-    """Samples whose image is ``(bytes tensor, box, flips, reduction)`` -> ``(EncodedBatch, targets, supp)``."""
+    """Samples whose image is ``(bytes, box, flips, reduction)`` -> ``(EncodedBatch, targets, supp)``."""
     from torch.utils.data import default_collate
 
     encoded = [sample[0] for sample in samples]
     targets = default_collate([sample[1] for sample in samples])
     supp = default_collate([sample[2] if len(sample) > 2 else {} for sample in samples])
-    batch = EncodedBatch(data=[e[0] for e in encoded], boxes=torch.tensor([e[1] for e in encoded], dtype=torch.float64),
+    sizes = torch.tensor([0] + [len(e[0]) for e in encoded], dtype=torch.int64)
+    blob = torch.frombuffer(bytearray(b"".join(e[0] for e in encoded)), dtype=torch.uint8)
+    batch = EncodedBatch(blob=blob, offsets=sizes.cumsum(0), boxes=torch.tensor([e[1] for e in encoded],
+                                                                                  dtype=torch.float64),
                          flips=torch.tensor([e[2] for e in encoded], dtype=torch.bool), out_size=tuple(out_size),
                          interpolation=interpolation, spec=spec, backend=backend,
                          reductions=torch.tensor([e[3] for e in encoded]))

@@ -29,7 +29,6 @@ import io
 from typing import List, Optional, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
 from torchvision import transforms as T
 from torchvision.transforms import InterpolationMode
 
@@ -37,6 +36,8 @@ from ..errors import ConfigError, DistillkitError
 from . import jpeg
 from .device_batch import OutputSpec, collate_encoded, collate_views
 from .replay import _flatten, _Flip, _ResizedCrop
+from .batch import collate_batch
+from .views import render_view
 
 DECODE_MODES = ("pil", "fast", "cuda", "dali")
 SUPPORTED = ("RandomResizedCrop, Resize (+ CenterCrop) or CenterCrop; then RandomHorizontalFlip/RandomVerticalFlip; "
@@ -190,57 +191,15 @@ class DecodePipeline:
         return render_view(data, box, out, flips, self.reduction(box, out), self.interpolation)
 
     def encode(self, data: bytes, width: int, height: int, params: Sequence[int]):
-        """What a GPU decode backend needs: (bytes as a uint8 tensor, box, flips, reduction)."""
+        """What a GPU decode backend needs: (the encoded bytes, box, flips, reduction)."""
         box, out, flips = self.layout(width, height, params)
-        return torch.frombuffer(bytearray(data), dtype=torch.uint8), tuple(float(v) for v in box), flips, \
-            self.reduction(box, out)
+        return bytes(data), tuple(float(v) for v in box), flips, self.reduction(box, out)
 
     def out_size(self) -> Optional[Tuple[int, int]]:
         kind = self.geometry[0]
         if kind in ("rrc", "center"):
             return self.geometry[1]
         return self.geometry[3]
-
-
-def render_view(data: bytes, box, out, flips, reduce: int, interpolation: str) -> torch.Tensor:
-    """Decode at 1/``reduce`` size, resample ``box`` (full-size pixels) to ``out``, flip: uint8 (h, w, 3)."""
-    if reduce == 1 and all(float(v).is_integer() for v in box):
-        view = _resample_tensor(jpeg.decode(data), box, out, interpolation)
-    else:  # a reduced decode or a fractional box: Pillow resamples the exact (float) box
-        view = _resample_pil(data, reduce, box, out, interpolation)
-    if flips[0]:
-        view = view.flip(1)
-    if flips[1]:
-        view = view.flip(0)
-    return view.contiguous()  # collated by a plain copy
-
-
-def _resample_tensor(image: torch.Tensor, box, out, interpolation: str) -> torch.Tensor:
-    top, left, h, w = (int(v) for v in box)
-    view = image[top:top + h, left:left + w]
-    if (h, w) == tuple(out):
-        return view
-    chw = view.permute(2, 0, 1).unsqueeze(0).contiguous(memory_format=torch.channels_last)  # torch's vectorised
-    return F.interpolate(chw, size=tuple(out), mode=interpolation, antialias=True,  # uint8 path, NHWC in and out
-                         align_corners=False)[0].permute(1, 2, 0)
-
-
-def _resample_pil(data: bytes, reduce: int, box, out, interpolation: str) -> torch.Tensor:
-    """Reduced pixel k covers full-size pixels [k r, (k + 1) r) (libjpeg's DCT scaling): the box maps by 1/r."""
-    from PIL import Image
-
-    image = Image.open(io.BytesIO(data))
-    if reduce > 1:
-        if image.format == "JPEG":
-            image.draft("RGB", (image.size[0] // reduce, image.size[1] // reduce))
-        else:
-            image = image.convert("RGB").reduce(reduce)
-    if image.mode != "RGB":
-        image = image.convert("RGB")
-    top, left, h, w = (v / reduce for v in box)
-    resample = Image.BILINEAR if interpolation == "bilinear" else Image.BICUBIC
-    resized = image.resize((out[1], out[0]), resample, box=(left, top, left + w, top + h), reducing_gap=None)
-    return jpeg.pil_to_tensor(resized)
 
 
 class ViewDecoder:
@@ -253,6 +212,9 @@ class ViewDecoder:
             raise ConfigError(f"decode must be one of {', '.join(DECODE_MODES)}, found {mode!r}.", key_path=key_path)
         self.mode, self.transform = mode, transform
         self.pipeline = None if mode == "pil" else DecodePipeline(transform, key_path, mode)
+        if mode in ("cuda", "dali") and self.pipeline.out_size() is None:
+            raise ConfigError(f"decode: {mode} batches views of one size: the pipeline needs RandomResizedCrop or "
+                              f"a CenterCrop.", key_path=key_path)
 
     def sample(self, data: bytes):
         """``(view, params)`` with fresh random parameters (params None in ``pil`` mode)."""
@@ -280,6 +242,5 @@ class ViewDecoder:
         if self.mode in ("cuda", "dali"):
             return collate_encoded(samples, self.pipeline.out_size(), self.pipeline.interpolation,
                                    self.pipeline.spec, self.mode)
-        from .batch import collate_batch
 
         return collate_batch(samples)

@@ -17,19 +17,20 @@ sent to a CPU device is decoded by the ``fast`` CPU path.
 """
 from __future__ import annotations
 
+import warnings
 from typing import Dict, Tuple
 
 import torch
 import torch.nn.functional as F
 
 from . import jpeg
+from .views import render_view
 
 _DALI_PIPES: Dict[Tuple, object] = {}
 
 
 def _cpu_view(data: torch.Tensor, box, flips, reduce: int, out_size, interpolation: str) -> torch.Tensor:
     """One sample through the CPU ``fast`` path: uint8 (3, H, W)."""
-    from .fast_decode import render_view
 
     return render_view(data.numpy().tobytes(), box, tuple(out_size), flips, reduce, interpolation).permute(2, 0, 1)
 
@@ -48,20 +49,23 @@ def decode_batch(batch, device: torch.device) -> torch.Tensor:
 def _decode_nvjpeg(batch, device: torch.device) -> torch.Tensor:
     from torchvision.io import ImageReadMode, decode_jpeg
 
-    jpegs = [i for i, d in enumerate(batch.data) if jpeg.is_jpeg(bytes(d[:3].tolist()))]
+    data = batch.data
+    jpegs = [i for i, d in enumerate(data) if jpeg.is_jpeg(bytes(d[:3].tolist()))]
     decoded = {}
-    if jpegs:
+    with warnings.catch_warnings():  # torchvision >= 0.29 deprecates its decoders in favour of TorchCodec
+        warnings.simplefilter("ignore", DeprecationWarning)
         try:
-            images = decode_jpeg([batch.data[i] for i in jpegs], mode=ImageReadMode.RGB, device=device)
+            images = decode_jpeg([data[i] for i in jpegs], mode=ImageReadMode.RGB, device=device) \
+                if jpegs else []
             decoded = dict(zip(jpegs, images))
         except RuntimeError:  # one unusual file fails the whole call: decode one by one
             for i in jpegs:
                 try:
-                    decoded[i] = decode_jpeg(batch.data[i], mode=ImageReadMode.RGB, device=device)
+                    decoded[i] = decode_jpeg(data[i], mode=ImageReadMode.RGB, device=device)
                 except RuntimeError:
                     pass
-    out = torch.empty((len(batch.data), 3, *batch.out_size), dtype=torch.float32, device=device)
-    for i in range(len(batch.data)):
+    out = torch.empty((len(data), 3, *batch.out_size), dtype=torch.float32, device=device)
+    for i in range(len(data)):
         box = batch.boxes[i].tolist()
         top, left = int(round(box[0])), int(round(box[1]))  # nvJPEG decodes whole images: whole-pixel crops
         h, w = max(1, int(round(box[0] + box[2])) - top), max(1, int(round(box[1] + box[3])) - left)
@@ -70,7 +74,7 @@ def _decode_nvjpeg(batch, device: torch.device) -> torch.Tensor:
             view = F.interpolate(crop, size=tuple(batch.out_size), mode=batch.interpolation, antialias=True,
                                  align_corners=False).round_().clamp_(0, 255)[0]
         else:
-            view = _cpu_view(batch.data[i], box, (False, False), int(batch.reductions[i]), batch.out_size,
+            view = _cpu_view(data[i], box, (False, False), int(batch.reductions[i]), batch.out_size,
                              batch.interpolation).to(device, non_blocking=True).float()
         hflip, vflip = batch.flips[i].tolist()
         if hflip:
@@ -112,10 +116,10 @@ def _decode_dali(batch, device: torch.device) -> torch.Tensor:
     import numpy as np
     from nvidia.dali.plugin.pytorch import feed_ndarray
 
-    count = len(batch.data)
+    count, data = len(batch), batch.data
     pipe = _dali_pipe(device, max(count, 256), batch.out_size, batch.interpolation)
     boxes = batch.boxes.numpy().astype(np.float32)
-    pipe.feed_input("data", [d.numpy() for d in batch.data])
+    pipe.feed_input("data", [d.numpy() for d in data])
     pipe.feed_input("anchor", [np.array([b[1], b[0]], dtype=np.float32) for b in boxes])
     pipe.feed_input("shape", [np.array([b[3], b[2]], dtype=np.float32) for b in boxes])
     pipe.feed_input("hflip", [np.array(int(f[0]), dtype=np.int32) for f in batch.flips.tolist()])

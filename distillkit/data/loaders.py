@@ -21,6 +21,8 @@ from ..errors import ConfigError, nearest_names
 from .batch import collate_batch
 from .replay import ViewRecordingDataset
 from .samplers import ReplaySampler, ResumableSampler, ShardSampler
+from .shards import build_stream_loader
+from .decoding import decoded_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -38,13 +40,11 @@ def build_loader(settings: LoaderSettings, datasets: Dict[str, object], *, train
     dataset = datasets[settings.dataset_id]
     decode = getattr(settings, "decode", None) or "pil"
     if getattr(dataset, "streaming", False):  # TarShards: a loader of its own (data/shards.py)
-        from .shards import build_stream_loader
 
         return build_stream_loader(settings, dataset, decode, training=training, rank=rank, world_size=world_size,
                                    seed=seed, pin_memory=pin_memory, replay_plan=replay_plan)
     collate = collate_batch
     if decode != "pil":  # the view computed from the file's bytes (data/decoding.py)
-        from .decoding import decoded_dataset
 
         dataset, collate = decoded_dataset(dataset, decode, f"{key_path}.decode", replay_plan)
     if settings.cache_output:

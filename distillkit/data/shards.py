@@ -13,8 +13,9 @@ what shared file systems and object stores serve well) through a shuffle buffer 
 samples.  Every worker thus yields the same number of batches, and batch ``t`` of an epoch comes from
 worker ``t % num_workers``.  Evaluation splits the unshuffled stream without padding: every sample once.
 
-Augmentation is seeded per sample from ``(seed, epoch, position in the padded stream)``, not from the
-worker's generator, so a view does not depend on which worker or rank reads it.  What is reproducible:
+Augmentation is seeded per sample from ``(seed, epoch, position in the padded stream)`` (torch's generator,
+and Python's ``random`` with ``decode: pil``), not from the worker's generator, so a view does not depend on
+which worker or rank reads it.  What is reproducible:
 
 * an epoch is a pure function of (seed, epoch, world size, num_workers, batch size, shuffle_buffer): the
   same samples in the same order with the same augmentation, run after run;
@@ -40,6 +41,8 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from ..errors import ConfigError
 from ..registry import register_dataset
+from .fast_decode import ViewDecoder
+from .decoding import check_backend
 
 INDEX = "index.json"
 FORMAT = "distillkit-shards/1"
@@ -142,18 +145,15 @@ def _seed(*parts) -> int:
 
 @contextmanager
 def seeded_rng(seed: int, all_generators: bool):
-    """torch's CPU generator (and Python's and NumPy's when ``all_generators``) seeded for one sample: a
-    sample's augmentation depends on its seed alone.  In a loader worker the generators are the worker's own
-    and are simply reseeded; in the training process (``num_workers: 0``) they are restored afterwards."""
-    import numpy as np
-
+    """torch's CPU generator (and Python's ``random``, which timm's augmentations use, when ``all_generators``)
+    seeded for one sample: a sample's augmentation depends on its seed alone (NumPy's global generator is not
+    reseeded).  In a loader worker the generators are the worker's own and are simply reseeded; in the training
+    process (``num_workers: 0``) they are restored afterwards."""
     in_worker = get_worker_info() is not None
-    saved = None if in_worker else (torch.get_rng_state(), random.getstate() if all_generators else None,
-                                     np.random.get_state() if all_generators else None)
+    saved = None if in_worker else (torch.get_rng_state(), random.getstate() if all_generators else None)
     torch.default_generator.manual_seed(seed)
     if all_generators:
         random.seed(seed)
-        np.random.seed(seed % (1 << 32))
     try:
         yield
     finally:
@@ -161,7 +161,6 @@ def seeded_rng(seed: int, all_generators: bool):
             torch.set_rng_state(saved[0])
             if all_generators:
                 random.setstate(saved[1])
-                np.random.set_state(saved[2])
 
 
 def _runs(positions: List[int]) -> List[Tuple[int, int]]:
@@ -340,8 +339,6 @@ class StreamLoader:
 def build_stream_loader(settings, dataset: TarShards, decode: str, *, training: bool, rank: int, world_size: int,
                         seed: int, pin_memory: bool, replay_plan=None) -> StreamLoader:
     """The loader of a TarShards dataset (called by ``build_loader``)."""
-    from .decoding import check_backend
-    from .fast_decode import ViewDecoder
 
     key_path = settings.key_path
     if replay_plan is not None:

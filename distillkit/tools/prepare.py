@@ -27,6 +27,7 @@ from typing import List, Optional, Sequence, Tuple
 from PIL import Image
 
 from ..data.shards import FORMAT, INDEX
+from ..errors import DistillkitError
 
 
 def reencode(data: bytes, max_side: Optional[int], quality: int) -> Tuple[bytes, Optional[str]]:
@@ -69,7 +70,13 @@ def prepare(src: str, out: str, max_side: Optional[int] = None, quality: int = 9
     """Write the shards and ``index.json`` of the ImageFolder ``src`` into ``out``; returns the index."""
     from torchvision.datasets import ImageFolder
 
-    folder = ImageFolder(src)
+    if not os.path.isdir(src):
+        raise DistillkitError(f"prepare: the source {src!r} is not a folder; expected an ImageFolder tree "
+                              f"(one sub-folder of images per class).")
+    try:
+        folder = ImageFolder(src)
+    except (FileNotFoundError, RuntimeError) as exc:
+        raise DistillkitError(f"prepare: {src!r} is not a usable ImageFolder tree: {exc}") from exc
     samples: List[Tuple[str, int]] = list(folder.samples)
     if shuffle:
         random.Random(seed).shuffle(samples)
@@ -121,6 +128,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="the shuffle of the samples over the shards")
     parser.add_argument("--no-shuffle", action="store_true", help="keep the ImageFolder order")
     parser.add_argument("--workers", type=int, default=0, help="processes re-encoding images")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
     return parser
 
 
