@@ -256,3 +256,13 @@ def test_eval_says_which_weights_it_evaluates(in_tmp, write_yaml, capsys):
     capsys.readouterr()
     assert main(["eval", config, "--ckpt", "r/checkpoints/best.pt", "--device", "cpu"]) == 0
     assert "evaluating the student (CifarResNet) with the weights of r/checkpoints/best.pt" in capsys.readouterr().out
+
+
+def test_the_preemption_message_repeats_the_set_flags(monkeypatch, capsys):
+    import distillkit.cli as cli
+
+    monkeypatch.setattr(cli, "train_from_config", lambda *a, **k: {"preempted": True, "run_dir": "runs/x"})
+    assert main(["train", "c.yaml", "--set", "train.num_epochs=3", "--set", "train.optimizer.params.lr=1e-3 "]) == 0
+    out = capsys.readouterr().out
+    assert "distillkit train c.yaml --run-dir runs/x --resume --set train.num_epochs=3 --set " \
+           "'train.optimizer.params.lr=1e-3 '" in out
