@@ -6,7 +6,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..registry import register_loss
-from .functional import attention_map, check_feature_pairs, fsp_matrix, pair_weight, read_io
+from .functional import attention_map, check_feature_pairs, fsp_matrix, iter_feature_pairs
 from .tat import ShapeMismatchError
 
 
@@ -35,18 +35,16 @@ class ATLoss(nn.Module):
     def forward(self, student_io_dict, teacher_io_dict, targets=None):
         total, batch_size = 0.0, None
         reduction = "sum" if self.mode == "paper" else "mean"
-        for name, pair in self.at_pairs.items():
-            where = f"ATLoss pair {name!r}"
-            student = read_io(student_io_dict, pair["student"], "student", where)
-            teacher = read_io(teacher_io_dict, pair["teacher"], "teacher", where)
+        for where, weight, (student, teacher) in iter_feature_pairs(self.at_pairs, student_io_dict, teacher_io_dict,
+                                                                     "ATLoss"):
             if student.shape[0] != teacher.shape[0] or student.shape[2:] != teacher.shape[2:]:
                 raise ShapeMismatchError(
-                    f"{where}: attention maps need the same batch and spatial size, but the student's "
-                    f"{pair['student']['path']!r} is {tuple(student.shape)} and the teacher's "
-                    f"{pair['teacher']['path']!r} is {tuple(teacher.shape)}; pair layers of equal resolution.")
+                    f"{where}: attention maps need the same batch and spatial size, but the student's is "
+                    f"{tuple(student.shape)} and the teacher's is {tuple(teacher.shape)}; pair layers of equal "
+                    f"resolution.")
             diff = attention_map(student, reduction) - attention_map(teacher, reduction)
             term = torch.norm(diff, dim=1).sum() if self.mode == "paper" else diff.pow(2).mean()
-            total = total + pair_weight(pair, where) * term
+            total = total + weight * term
             if batch_size is None:
                 batch_size = student.shape[0]
         return total / batch_size if self.mode == "paper" else total
@@ -72,20 +70,18 @@ class FSPLoss(nn.Module):
 
     def forward(self, student_io_dict, teacher_io_dict, targets=None):
         total, batch_size = 0.0, None
-        for name, pair in self.fsp_pairs.items():
-            where = f"FSPLoss pair {name!r}"
-            student_first = read_io(student_io_dict, pair["student_first"], "student", where)
-            student_second = read_io(student_io_dict, pair["student_second"], "student", where)
-            teacher_first = read_io(teacher_io_dict, pair["teacher_first"], "teacher", where)
-            teacher_second = read_io(teacher_io_dict, pair["teacher_second"], "teacher", where)
+        keys = ("student_first", "student_second", "teacher_first", "teacher_second")
+        for where, weight, tensors in iter_feature_pairs(self.fsp_pairs, student_io_dict, teacher_io_dict, "FSPLoss",
+                                                         keys):
+            student_first, student_second, teacher_first, teacher_second = tensors
             student = fsp_matrix(student_first, student_second)
             teacher = fsp_matrix(teacher_first, teacher_second)
             if student.shape != teacher.shape:
                 raise ShapeMismatchError(
-                    f"{where}: the student's FSP matrix is {tuple(student.shape)} (batch, channels of "
-                    f"{pair['student_first']['path']!r}, channels of {pair['student_second']['path']!r}) but the "
-                    f"teacher's is {tuple(teacher.shape)}; pair layers with the same channel counts.")
-            total = total + pair_weight(pair, where) * (student - teacher).norm(dim=1).sum()
+                    f"{where}: the student's FSP matrix is {tuple(student.shape)} (batch, channels of student_first, "
+                    f"channels of student_second) but the teacher's is {tuple(teacher.shape)}; pair layers with the "
+                    f"same channel counts.")
+            total = total + weight * (student - teacher).norm(dim=1).sum()
             if batch_size is None:
                 batch_size = student_first.shape[0]
         return total / batch_size

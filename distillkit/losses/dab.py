@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ..registry import register_loss
-from .functional import check_feature_pairs, check_reduction, pair_weight, read_io
+from .functional import check_feature_pairs, check_reduction, iter_feature_pairs
 from .tat import ShapeMismatchError
 
 
@@ -40,17 +40,15 @@ class AltActTransferLoss(nn.Module):
 
     def forward(self, student_io_dict, teacher_io_dict, targets=None):
         total, batch_size = 0.0, None
-        for name, pair in self.feature_pairs.items():
-            where = f"AltActTransferLoss pair {name!r}"
-            student = read_io(student_io_dict, pair["student"], "student", where)
-            teacher = read_io(teacher_io_dict, pair["teacher"], "teacher", where)
+        for where, weight, (student, teacher) in iter_feature_pairs(self.feature_pairs, student_io_dict,
+                                                                     teacher_io_dict, "AltActTransferLoss"):
             if student.shape != teacher.shape:
                 raise ShapeMismatchError(
-                    f"{where}: the student's {pair['student']['path']!r} is {tuple(student.shape)} but the "
-                    f"teacher's {pair['teacher']['path']!r} is {tuple(teacher.shape)}; give the student a "
+                    f"{where}: the student's feature is {tuple(student.shape)} but the teacher's is "
+                    f"{tuple(teacher.shape)}; give the student a "
                     f"Connector4DAB connector whose conv2d_kwargs.out_channels is {teacher.shape[1]} and read "
                     f"its output (connector_dict.<name>).")
-            total = total + pair_weight(pair, where) * alternative_activation_loss(student, teacher, self.margin)
+            total = total + weight * alternative_activation_loss(student, teacher, self.margin)
             if batch_size is None:
                 batch_size = student.shape[0]
         return total / batch_size if self.reduction == "mean" else total

@@ -39,6 +39,17 @@ def pair_weight(pair: dict, reader: str) -> float:
     return pair.get("weight", pair.get("factor", 1))
 
 
+def iter_feature_pairs(pairs: dict, student_io: dict, teacher_io: dict, reader: str,
+                       keys=("student", "teacher")):
+    """For each pair: ``(where, weight, tensors)``, the tensors read for ``keys`` in order (``student*`` keys
+    from the student's io_dict, ``teacher*`` keys from the teacher's); ``where`` names the pair for errors."""
+    for name, pair in pairs.items():
+        where = f"{reader} pair {name!r}"
+        tensors = [read_io(student_io, pair[key], "student", where) if key.startswith("student")
+                   else read_io(teacher_io, pair[key], "teacher", where) for key in keys]
+        yield where, pair_weight(pair, where), tensors
+
+
 def attention_map(feature_map: torch.Tensor, channel_reduction: str = "mean") -> torch.Tensor:
     """Spatial attention of Zagoruyko & Komodakis (ICLR 2017): ``Q = vec(F(A)) / ||vec(F(A))||_2`` with
     ``F(A) = mean_c A_c^2`` (the authors' code) or ``sum_c A_c^2`` (the paper's Eq. 2); ``(N, C, ...) -> (N, HW)``."""

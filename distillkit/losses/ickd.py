@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from ..registry import register_loss
-from .functional import check_feature_pairs, normalized_gram, pair_weight, read_io
+from .functional import check_feature_pairs, iter_feature_pairs, normalized_gram
 from .tat import ShapeMismatchError
 
 
@@ -40,14 +40,12 @@ class ChSimLoss(nn.Module):
 
     def forward(self, student_io_dict, teacher_io_dict, targets=None):
         loss = 0
-        for name, pair in self.feature_pairs.items():
-            where = f"ChSimLoss pair {name!r}"
-            student = read_io(student_io_dict, pair["student"], "student", where)
-            teacher = read_io(teacher_io_dict, pair["teacher"], "teacher", where)
+        for where, weight, (student, teacher) in iter_feature_pairs(self.feature_pairs, student_io_dict,
+                                                                     teacher_io_dict, "ChSimLoss"):
             if student.dim() < 3 or student.shape[:2] != teacher.shape[:2]:
                 raise ShapeMismatchError(f"{where}: student features {tuple(student.shape)} and teacher features "
                                          f"{tuple(teacher.shape)} must be (batch, channels, ...) maps with the same "
                                          f"batch and channels; set the ChannelSimilarityEmbed's out_channels to "
                                          f"{teacher.shape[1] if teacher.dim() > 1 else '?'}.")
-            loss = loss + pair_weight(pair, where) * channel_correlation_distance(student, teacher)
+            loss = loss + weight * channel_correlation_distance(student, teacher)
         return loss

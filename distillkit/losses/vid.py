@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from ..registry import register_loss
-from .functional import check_feature_pairs, pair_weight, read_io
+from .functional import check_feature_pairs, iter_feature_pairs
 from .tat import ShapeMismatchError
 
 
@@ -33,12 +33,10 @@ class VIDLoss(nn.Module):
 
     def forward(self, student_io_dict, teacher_io_dict, targets=None):
         loss = 0
-        for name, pair in self.feature_pairs.items():
-            where = f"VIDLoss pair {name!r}"
-            prediction = read_io(student_io_dict, pair["student"], "student", where)
-            teacher = read_io(teacher_io_dict, pair["teacher"], "teacher", where)
+        for where, weight, (prediction, teacher) in iter_feature_pairs(self.feature_pairs, student_io_dict,
+                                                                        teacher_io_dict, "VIDLoss"):
             if not (isinstance(prediction, (tuple, list)) and len(prediction) == 2):
-                raise ShapeMismatchError(f"{where}: the student path {pair['student']['path']!r} must be a "
+                raise ShapeMismatchError(f"{where}: the student path must be a "
                                          f"Regressor4VID (output (mean, variance)); it gave "
                                          f"{type(prediction).__name__}. Point it at regressor_dict.<name>.")
             mean, variance = prediction
@@ -47,5 +45,5 @@ class VIDLoss(nn.Module):
                                          f"feature is {tuple(teacher.shape)}; set the regressor's out_channels to "
                                          f"{teacher.shape[1]} and hook layers of equal spatial size.")
             negative_log_likelihood = 0.5 * ((mean - teacher) ** 2 / variance + torch.log(variance))
-            loss = loss + pair_weight(pair, where) * negative_log_likelihood.mean()
+            loss = loss + weight * negative_log_likelihood.mean()
         return loss
