@@ -77,7 +77,7 @@ def test_two_processes_reach_the_weights_of_one(runs):
 def test_exactly_one_set_of_outputs(runs):
     tmp, _, two = runs
     listing = [f for f in sorted(os.listdir(tmp / "two")) if f != "tensorboard"]  # tensorboard: when installed
-    assert listing == ["checkpoints", "config.yaml", "metrics.jsonl", "results.json", "train.log"]
+    assert listing == [".lock", "checkpoints", "config.yaml", "metrics.jsonl", "results.json", "train.log"]
     assert sorted(os.listdir(tmp / "two" / "checkpoints")) == ["best.pt", "epoch_0000.pt", "epoch_0001.pt", "last.pt"]
     assert len(open(tmp / "two" / "metrics.jsonl").read().splitlines()) == 2
     assert two.stdout.count("student test top-1") == 1

@@ -61,8 +61,8 @@ def test_train_writes_run_dir_and_reloadable_checkpoints(in_tmp, write_yaml, cap
     config = write_yaml(DIGITS)
     assert main(["train", config, "--run-dir", "run", "--device", "cpu", "--set", "train.log_freq=5"]) == 0
     files = sorted(os.listdir("run"))
-    assert [f for f in files if f != "tensorboard"] == ["checkpoints", "config.yaml", "metrics.jsonl", "results.json",
-                                                        "train.log"]
+    assert [f for f in files if f != "tensorboard"] == [".lock", "checkpoints", "config.yaml", "metrics.jsonl",
+                                                        "results.json", "train.log"]
     assert sorted(os.listdir("run/checkpoints")) == ["best.pt", "epoch_0000.pt", "epoch_0001.pt", "last.pt"]
     rows = [json.loads(line) for line in open("run/metrics.jsonl")]
     assert [r["epoch"] for r in rows] == [0, 1]
