@@ -129,3 +129,18 @@ def test_optimizer_and_scheduler_from_torch():
     with pytest.raises(ConfigError) as info:
         build_scheduler(scheduler({"type": "MultiStep"}), opt, 1, 1)
     assert "'MultiStepLR'" in str(info.value) and "train.scheduler.type" in str(info.value)
+
+
+def test_torch_nn_sub_term_reads_input_and_target_from_the_terms_own_params():
+    """torchdistill 0.x writes a torch.nn sub term's input/target beside its criterion, in the term's params."""
+    spec = {"input": {"is_from_teacher": False, "module_path": "a", "io": "output"},
+            "target": {"is_from_teacher": True, "module_path": "b", "io": "output"}}
+    beside = build_criterion({"type": "GeneralizedCustomLoss", "sub_terms": {"l2": {
+        "criterion": {"type": "MSELoss", "params": {"reduction": "sum"}}, "params": spec, "factor": 0.5}}})
+    inside = build_criterion({"type": "GeneralizedCustomLoss", "sub_terms": {"l2": {
+        "criterion": {"type": "MSELoss", "params": {"reduction": "sum", **spec}}, "factor": 0.5}}})
+    student = {"a": {"output": torch.tensor([[1.0, 2.0], [3.0, 4.0]])}}
+    teacher = {"b": {"output": torch.tensor([[0.0, 2.0], [1.0, 1.0]])}}
+    expected = 0.5 * (1 + 0 + 4 + 9)
+    assert beside(None, None, student, teacher, None)[0].item() == pytest.approx(expected)
+    assert inside(None, None, student, teacher, None)[0].item() == pytest.approx(expected)

@@ -6,9 +6,15 @@ As a sub term it reads its operands from the io_dicts, torchdistill style::
     criterion: {type: MSELoss, params: {input: {is_from_teacher: False, module_path: fc, io: output},
                                          target: {is_from_teacher: True, module_path: fc, io: output}}}
 
+or, as torchdistill 0.x writes it, with ``input`` / ``target`` in the sub term's own ``params``::
+
+    l2: {criterion: {type: MSELoss, params: {reduction: mean}}, params: {input: {...}, target: {...}}, factor: 1}
+
 (``target: {uses_label: True}`` takes the labels instead).
 """
 from __future__ import annotations
+
+from typing import Optional
 
 from torch import nn
 
@@ -68,8 +74,9 @@ class IOTermAdapter(nn.Module):
         return self.loss(first, second)
 
 
-def build_term(block: dict, key_path: str, org: bool) -> nn.Module:
-    """One loss term from ``{type, params}``."""
+def build_term(block: dict, key_path: str, org: bool, term_params: Optional[dict] = None) -> nn.Module:
+    """One loss term from ``{type, params}``; ``term_params``: the sub term's own ``params`` (torchdistill 0.x
+    puts a torch.nn loss's ``input`` / ``target`` there, beside ``criterion``)."""
     if not isinstance(block, dict) or "type" not in block:
         raise ConfigError("a loss term needs 'criterion: {type, params}'.", key_path=key_path)
     type_path = f"{key_path}.type"
@@ -88,7 +95,7 @@ def build_term(block: dict, key_path: str, org: bool) -> nn.Module:
     cls = LOSSES.resolve(block["type"], key_path=type_path, fallbacks=(("torch.nn", _nn_losses()),))
     if org:
         return OrgTermAdapter(call_with_params(cls, params, params_path))
-    io_specs = {k: params.pop(k, None) for k in ("input", "target")}
+    io_specs = {k: params.pop(k, None) or (term_params or {}).get(k) for k in ("input", "target")}
     if not all(isinstance(v, dict) for v in io_specs.values()):
         raise ConfigError(f"the torch.nn loss {block['type']!r} as a sub term needs params.input and params.target "
                           f"({{is_from_teacher, module_path, io}} or {{uses_label: True}}).", key_path=params_path)
@@ -132,8 +139,8 @@ def build_criterion(block: dict, key_path: str = "train.criterion") -> Generaliz
         term_path = f"{key_path}.sub_terms.{name}"
         if not isinstance(term, dict):
             raise ConfigError("a sub term needs 'criterion: {type, params}' and 'factor'.", key_path=term_path)
-        sub_terms[name] = (build_term(term.get("criterion"), f"{term_path}.criterion", org=False),
-                           _factor(term, term_path))
+        sub_terms[name] = (build_term(term.get("criterion"), f"{term_path}.criterion", org=False,
+                                      term_params=term.get("params")), _factor(term, term_path))
     if org_term is None and not sub_terms:
         raise ConfigError("GeneralizedCustomLoss has neither an org_term nor sub_terms.", key_path=key_path)
     if all(factor == 0 for _, factor in ([org_term] if org_term else []) + list(sub_terms.values())):
