@@ -144,7 +144,8 @@ def _build(config, ctx: DistContext, seed: int, scale_lr: Optional[bool], for_tr
         teacher = ModelSide(teacher_model, train.teacher, is_teacher=True).to(ctx.device)
     student_path, block = student_block(config)
     student_model, stored = build_model_with_ckpt(block, student_path, "student")
-    student = ModelSide(student_model, train.student, is_teacher=False).to(ctx.device)
+    side_settings = train.model if train.model is not None and "student" not in train.raw else train.student
+    student = ModelSide(student_model, side_settings, is_teacher=False).to(ctx.device)
     criterion = build_criterion(train.criterion.raw).to(ctx.device)
     exp = Experiment(config=config, settings=train, ctx=ctx, student=student, criterion=criterion, teacher=teacher,
                      student_ckpt=block.get("ckpt"), name=experiment_name(config),
@@ -162,7 +163,7 @@ def _build(config, ctx: DistContext, seed: int, scale_lr: Optional[bool], for_tr
     plan = replay_plan(config, datasets, train.train_data_loader.dataset_id) if train.teacher_cache else None
     exp.train_loader = build_loader(train.train_data_loader, datasets, training=True, replay_plan=plan,
                                     **loader_options)
-    exp.student_module = wrap_side(student, ctx, train.student)
+    exp.student_module = wrap_side(student, ctx, side_settings)
     if teacher is not None:
         exp.teacher_module = wrap_side(teacher, ctx, train.teacher)
         exp.teacher_forward = exp.teacher_module

@@ -214,6 +214,7 @@ class TrainSettings(Section):
     val_data_loader: Optional[LoaderSettings] = setting(LoaderSettings)
     teacher: SideSettings = setting(SideSettings, factory=SideSettings)
     student: SideSettings = setting(SideSettings, factory=SideSettings)
+    model: Optional[SideSettings] = setting(SideSettings)  # torchdistill 0.x: the side of models.model
     optimizer: TypedBlock = setting(TypedBlock, required=True)
     scheduler: Optional[SchedulerSettings] = setting(SchedulerSettings)
     criterion: CriterionSettings = setting(CriterionSettings, required=True)

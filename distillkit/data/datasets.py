@@ -58,7 +58,14 @@ def build_split(type_name: str, type_key_path: str, split_block: dict, key_path:
     _check_root(type_name, params, params_path)
     try:
         return call_with_params(cls, params, params_path)
-    except (FileNotFoundError, RuntimeError) as exc:
+    except OSError as exc:  # urllib's URLError too: a download that cannot reach the network
+        if not params.get("download") or isinstance(exc, FileNotFoundError):
+            raise ConfigError(f"{type_name} could not load its data: {exc}", key_path=params_path) from exc
+        raise ConfigError(f"{type_name}'s data is not at {params.get('root')!r} and downloading it failed ({exc}). "
+                          f"Place the dataset's files there yourself (for CIFAR-10/100: the extracted "
+                          f"cifar-10-batches-py / cifar-100-python folder), or point root at your copy.",
+                          key_path=f"{params_path}.root") from exc
+    except RuntimeError as exc:
         raise ConfigError(f"{type_name} could not load its data: {exc}", key_path=params_path) from exc
 
 
