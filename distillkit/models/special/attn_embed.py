@@ -11,7 +11,7 @@ from torch import nn
 
 from ...errors import ConfigError
 from ...registry import register_special_module
-from .base import SpecialModule
+from .base import FeatureLayers
 
 
 class Embed(nn.Sequential):
@@ -25,12 +25,14 @@ class Embed(nn.Sequential):
 
 
 @register_special_module
-class AttnEmbed(SpecialModule):
+class AttnEmbed(FeatureLayers):
     """Params: ``embedings`` (the seed's spelling) or ``embeddings``: ``{name: {io, path, in_channels,
     out_channels, kernel_size=3, learnable=False}}``.  Student names must contain ``query`` or ``value``;
     ``learnable: true`` on the teacher makes that embedding an Embed instead of the identity (the learnable
     key of TaT's segmentation variant, usually with ``kernel_size: 1``).  Outputs land in the io_dict at
     ``embed_dict.<name>`` when hooked."""
+
+    layers_attr = "embed_dict"
 
     def __init__(self, model: nn.Module, is_teacher: bool = False, embedings: dict = None,
                  embeddings: dict = None):
@@ -39,15 +41,12 @@ class AttnEmbed(SpecialModule):
         if not specs:
             raise ConfigError("AttnEmbed needs 'embedings' (or 'embeddings'): {name: {io, path, in_channels, "
                               "out_channels}}.", key_path="special.params.embedings")
-        self.embed_dict = nn.ModuleDict()
-        self.io_path_pairs = []
         for name, spec in specs.items():
             missing = [k for k in ("io", "path", "in_channels", "out_channels") if k not in (spec or {})]
             if missing:
                 raise ConfigError(f"AttnEmbed embedding {name!r} lacks {', '.join(missing)}.",
                                   key_path=f"special.params.embedings.{name}")
-            self.embed_dict[name] = self._embedding(name, spec)
-            self.io_path_pairs.append((name, spec["io"], spec["path"]))
+            self.add_feature_layer(name, self._embedding(name, spec), spec["io"], spec["path"])
 
     def _embedding(self, name: str, spec: dict) -> nn.Module:
         kernel = int(spec.get("kernel_size", 3))
@@ -57,10 +56,3 @@ class AttnEmbed(SpecialModule):
             return Embed(spec["in_channels"], spec["out_channels"], kernel)
         raise ConfigError(f"student embedding {name!r}: TaT's student side has 'query' and 'value' embeddings "
                           f"(names containing query or value).", key_path=f"special.params.embedings.{name}")
-
-    def required_io(self):
-        return [(path, io) for _, io, path in self.io_path_pairs]
-
-    def post_forward(self, io_dict: dict) -> None:
-        for name, io, path in self.io_path_pairs:
-            self.embed_dict[name](io_dict[path][io])

@@ -36,3 +36,28 @@ class SpecialModule(nn.Module):
 
     def post_forward(self, io_dict: dict) -> None:
         """Run the extra layers on captured features; default: nothing."""
+
+
+class FeatureLayers(SpecialModule):
+    """A special module whose named layers each run on one hooked feature of the model (TaT's embeddings, DAB's
+    connectors, VID's regressors, ICKD's embeddings): after the forward, ``self.<layers_attr>[name]`` runs on
+    ``io_dict[path][io]``; hooking ``<layers_attr>.<name>`` puts its output in the io_dict."""
+
+    layers_attr = "layer_dict"
+
+    def __init__(self, model: nn.Module, is_teacher: bool = False):
+        super().__init__(model, is_teacher)
+        setattr(self, self.layers_attr, nn.ModuleDict())
+        self.io_path_pairs = []
+
+    def add_feature_layer(self, name: str, layer: nn.Module, io: str, path: str) -> None:
+        getattr(self, self.layers_attr)[name] = layer
+        self.io_path_pairs.append((name, io, path))
+
+    def required_io(self):
+        return [(path, io) for _, io, path in self.io_path_pairs]
+
+    def post_forward(self, io_dict: dict) -> None:
+        layers = getattr(self, self.layers_attr)
+        for name, io, path in self.io_path_pairs:
+            layers[name](io_dict[path][io])

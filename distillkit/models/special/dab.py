@@ -11,7 +11,7 @@ from torch import nn
 
 from ...errors import ConfigError
 from ...registry import register_special_module
-from .base import SpecialModule
+from .base import FeatureLayers
 
 
 def build_connector(conv2d_kwargs: dict, bn2d_kwargs: dict = None, where: str = "connector",
@@ -29,10 +29,12 @@ def build_connector(conv2d_kwargs: dict, bn2d_kwargs: dict = None, where: str = 
 
 
 @register_special_module
-class Connector4DAB(SpecialModule):
+class Connector4DAB(FeatureLayers):
     """Params: ``connectors: {name: {io, path, conv2d_kwargs, bn2d_kwargs (optional)}}``; ``path`` is a hook
     path on this module (``student_model.layer1``).  Connector outputs reach the io_dict when
     ``connector_dict.<name>`` is hooked."""
+
+    layers_attr = "connector_dict"
 
     model_attr = "student_model"
 
@@ -41,21 +43,11 @@ class Connector4DAB(SpecialModule):
         if not isinstance(connectors, dict) or not connectors:
             raise ConfigError("Connector4DAB needs connectors: {name: {io, path, conv2d_kwargs, bn2d_kwargs}}, "
                               f"found {connectors!r}.", key_path="params.connectors")
-        self.connector_dict = nn.ModuleDict()
-        self.io_path_pairs = []
         for name, spec in connectors.items():
             missing = [k for k in ("io", "path", "conv2d_kwargs") if k not in (spec or {})]
             if missing:
                 raise ConfigError(f"Connector4DAB connector {name!r} lacks {', '.join(missing)}.",
                                   key_path=f"params.connectors.{name}")
-            self.connector_dict[name] = build_connector(spec["conv2d_kwargs"], spec.get("bn2d_kwargs"),
-                                                        f"Connector4DAB connector {name!r}",
-                                                        f"params.connectors.{name}")
-            self.io_path_pairs.append((name, spec["io"], spec["path"]))
-
-    def required_io(self):
-        return [(path, io) for _, io, path in self.io_path_pairs]
-
-    def post_forward(self, io_dict: dict) -> None:
-        for name, io, path in self.io_path_pairs:
-            self.connector_dict[name](io_dict[path][io])
+            connector = build_connector(spec["conv2d_kwargs"], spec.get("bn2d_kwargs"),
+                                        f"Connector4DAB connector {name!r}", f"params.connectors.{name}")
+            self.add_feature_layer(name, connector, spec["io"], spec["path"])

@@ -8,7 +8,7 @@ from torch import nn
 
 from ...errors import ConfigError
 from ...registry import register_special_module
-from .base import SpecialModule
+from .base import FeatureLayers
 
 
 class ChannelSimilarityEmbed(nn.Module):
@@ -24,10 +24,12 @@ class ChannelSimilarityEmbed(nn.Module):
 
 
 @register_special_module
-class Student4ICKD(SpecialModule):
+class Student4ICKD(FeatureLayers):
     """Params: ``embeddings``: ``{name: {io, path, in_channels, out_channels}}``; each ChannelSimilarityEmbed reads
     ``io_dict[path][io]`` and its output lands at ``embed_dict.<name>`` when hooked.  The model is
     ``student_model``."""
+
+    layers_attr = "embed_dict"
 
     model_attr = "student_model"
 
@@ -36,8 +38,6 @@ class Student4ICKD(SpecialModule):
         if not isinstance(embeddings, dict) or not embeddings:
             raise ConfigError("Student4ICKD needs embeddings: {name: {io, path, in_channels, out_channels}}.",
                               key_path="special.params.embeddings")
-        self.embed_dict = nn.ModuleDict()
-        self.io_path_pairs = []
         for name, spec in embeddings.items():
             key_path = f"special.params.embeddings.{name}"
             if not isinstance(spec, dict) or not {"io", "path"} <= set(spec):
@@ -48,12 +48,4 @@ class Student4ICKD(SpecialModule):
             if unknown:
                 raise ConfigError(f"embedding {name!r}: unknown params {', '.join(unknown)}; "
                                   f"ChannelSimilarityEmbed takes in_channels and out_channels.", key_path=key_path)
-            self.embed_dict[name] = ChannelSimilarityEmbed(**params)
-            self.io_path_pairs.append((name, spec["io"], spec["path"]))
-
-    def required_io(self):
-        return [(path, io) for _, io, path in self.io_path_pairs]
-
-    def post_forward(self, io_dict: dict) -> None:
-        for name, io, path in self.io_path_pairs:
-            self.embed_dict[name](io_dict[path][io])
+            self.add_feature_layer(name, ChannelSimilarityEmbed(**params), spec["io"], spec["path"])

@@ -12,7 +12,7 @@ from torch import nn
 
 from ...errors import ConfigError
 from ...registry import register_special_module
-from .base import SpecialModule
+from .base import FeatureLayers
 
 REGRESSOR_PARAMS = ("in_channels", "middle_channels", "out_channels", "eps", "init_pred_var")
 
@@ -67,10 +67,12 @@ def regressor_params(name: str, spec: dict) -> dict:
 
 
 @register_special_module
-class VariationalDistributor4VID(SpecialModule):
+class VariationalDistributor4VID(FeatureLayers):
     """Params: ``regressors``: ``{name: {io, path, kwargs: {in_channels, middle_channels, out_channels, eps,
     init_pred_var}}}``; each ``Regressor4VID`` reads ``io_dict[path][io]`` and its ``(mean, variance)`` lands in
     the io_dict at ``regressor_dict.<name>`` when hooked.  The student model is ``student_model``."""
+
+    layers_attr = "regressor_dict"
 
     model_attr = "student_model"
 
@@ -80,15 +82,5 @@ class VariationalDistributor4VID(SpecialModule):
             raise ConfigError("VariationalDistributor4VID needs regressors: {name: {io, path, kwargs: "
                               "{in_channels, middle_channels, out_channels, eps, init_pred_var}}}.",
                               key_path="special.params.regressors")
-        self.regressor_dict = nn.ModuleDict()
-        self.io_path_pairs = []
         for name, spec in regressors.items():
-            self.regressor_dict[name] = Regressor4VID(**regressor_params(name, spec))
-            self.io_path_pairs.append((name, spec["io"], spec["path"]))
-
-    def required_io(self):
-        return [(path, io) for _, io, path in self.io_path_pairs]
-
-    def post_forward(self, io_dict: dict) -> None:
-        for name, io, path in self.io_path_pairs:
-            self.regressor_dict[name](io_dict[path][io])
+            self.add_feature_layer(name, Regressor4VID(**regressor_params(name, spec)), spec["io"], spec["path"])
