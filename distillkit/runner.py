@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import time
 from typing import Dict, Iterable, List, Optional
@@ -29,10 +30,12 @@ logger = logging.getLogger(__name__)
 
 
 class _ConfigDumper(yaml.SafeDumper):
-    """Dumps any object a tag produced (a class, a function) as its repr."""
+    """Dumps any object a tag produced (a class, a function) as its repr, without its memory address (so the
+    same config dumps the same in every process, and a resumed run can compare it with its config.yaml)."""
 
 
-_ConfigDumper.add_multi_representer(object, lambda dumper, obj: dumper.represent_str(repr(obj)))
+_ConfigDumper.add_multi_representer(
+    object, lambda dumper, obj: dumper.represent_str(re.sub(r" at 0x[0-9a-fA-F]+", "", repr(obj))))
 
 
 def default_run_dir(name: str) -> str:

@@ -266,3 +266,11 @@ def test_the_preemption_message_repeats_the_set_flags(monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "distillkit train c.yaml --run-dir runs/x --resume --set train.num_epochs=3 --set " \
            "'train.optimizer.params.lr=1e-3 '" in out
+
+
+def test_resume_accepts_a_config_whose_tags_build_objects(in_tmp, write_yaml, capsys):
+    """An !import_call object is dumped without its memory address, so the same config compares equal."""
+    text = QUICK.replace("    type: 'Digits'", "    type: 'Digits'\n    note: !import_call {key: 'builtins.object'}")
+    config = write_yaml(text)
+    assert main(["train", config, "--run-dir", "r", "--device", "cpu"]) == 0
+    assert main(["train", config, "--run-dir", "r", "--resume", "--device", "cpu"]) == 0
