@@ -6,6 +6,7 @@ the way is located in the config file (line and key path) before it leaves.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
-from .config.schema import ModelSettings, TrainSettings
+from .config.schema import ModelSettings, RunSettings, TrainSettings
 from .config.validate import parse_settings
 from .data import build_datasets, build_loader
 from .data.replay import ReplayPlan
@@ -58,6 +59,19 @@ class Experiment:
     mixup: object = None  # timm Mixup/CutMix applied to each training batch (the teacher sees it too)
     ema: object = None  # timm ModelEmaV3 of the student model
     name: str = "experiment"
+    stage: int = 0  # the training stage (train.stage<N>, N = stage + 1) this experiment is
+    num_stages: int = 1
+    epoch_offset: int = 0  # the epochs of the earlier stages: this stage's epochs are numbered after them
+
+    @property
+    def multi_stage(self) -> bool:
+        return self.num_stages > 1
+
+    def close(self) -> None:
+        """Remove this stage's hooks from the shared models (the next stage hooks them anew)."""
+        for side in (self.student, self.teacher):
+            if side is not None:
+                side.capture.remove()
 
     @property
     def num_epochs(self) -> int:
@@ -116,40 +130,72 @@ def build_model_with_ckpt(block: dict, key_path: str, role: str):
     return model, checkpoint
 
 
-def build_experiment(config, ctx: Optional[DistContext] = None, seed: int = 0, scale_lr: Optional[bool] = None,
-                     for_training: bool = True) -> Experiment:
-    """Everything a run needs; errors are located in the config file.
+@dataclass
+class SharedParts:
+    """What every stage of a run uses: the settings, the datasets and the models (built once)."""
+    run: RunSettings
+    datasets: dict
+    student_model: nn.Module
+    teacher_model: Optional[nn.Module] = None
+    stored: object = None  # what the student's ckpt file held when the run started
 
-    ``scale_lr``: multiply the learning rate by the world size (None: ``train.scale_lr``)."""
-    ctx = ctx or DistContext()
+
+def build_shared(config, ctx: DistContext) -> SharedParts:
+    """Settings, plugins, datasets and models; located errors like build_experiment's."""
+    with located(config):
+        run = parse_settings(config)
+        load_entry_point_plugins()
+        config_dir = os.path.dirname(os.path.abspath(config.file)) if getattr(config, "file", None) else None
+        import_modules(run.imports, search_dir=config_dir)
+        datasets = build_datasets(config)
+        teacher_model = None
+        if config["models"].get("teacher_model"):
+            teacher_model, _ = build_model_with_ckpt(config["models"]["teacher_model"], "models.teacher_model",
+                                                     "teacher")
+        student_path, block = student_block(config)
+        student_model, stored = build_model_with_ckpt(block, student_path, "student")
+        return SharedParts(run, datasets, student_model.to(ctx.device),
+                           teacher_model.to(ctx.device) if teacher_model is not None else None, stored)
+
+
+@contextlib.contextmanager
+def located(config):
+    """Locate a ConfigError raised inside in the config's file (line of its key path)."""
     try:
-        return _build(config, ctx, seed, scale_lr, for_training)
+        yield
     except ConfigError as exc:
         line = config.line_of(exc.key_path) if hasattr(config, "line_of") else None
         raise exc.locate(file=getattr(config, "file", None), line=line)
 
 
-def _build(config, ctx: DistContext, seed: int, scale_lr: Optional[bool], for_training: bool) -> Experiment:
-    run = parse_settings(config)
-    train = run.train
-    load_entry_point_plugins()
-    config_dir = os.path.dirname(os.path.abspath(config.file)) if getattr(config, "file", None) else None
-    import_modules(run.imports, search_dir=config_dir)
-    datasets = build_datasets(config)
-    loader_options = dict(rank=ctx.rank, world_size=ctx.world_size, seed=seed, pin_memory=ctx.device.type == "cuda")
+def build_experiment(config, ctx: Optional[DistContext] = None, seed: int = 0, scale_lr: Optional[bool] = None,
+                     for_training: bool = True, stage: int = -1, shared: Optional[SharedParts] = None) -> Experiment:
+    """Everything one training stage needs (``stage``: its index, -1 the last; a single-stage config has one);
+    errors are located in the config file.  ``shared``: the parts built once for the whole run (built here
+    when not given).  ``scale_lr``: multiply the learning rate by the world size (None: ``train.scale_lr``)."""
+    ctx = ctx or DistContext()
+    shared = shared or build_shared(config, ctx)
+    with located(config):
+        return _build(config, ctx, seed, scale_lr, for_training, shared, stage % len(shared.run.stages))
 
+
+def _build(config, ctx: DistContext, seed: int, scale_lr: Optional[bool], for_training: bool, shared: SharedParts,
+           stage: int) -> Experiment:
+    run, datasets = shared.run, shared.datasets
+    train = run.stages[stage]
+    loader_options = dict(rank=ctx.rank, world_size=ctx.world_size, seed=seed, pin_memory=ctx.device.type == "cuda")
     teacher = None
-    if config["models"].get("teacher_model"):
-        teacher_model, _ = build_model_with_ckpt(config["models"]["teacher_model"], "models.teacher_model", "teacher")
-        teacher = ModelSide(teacher_model, train.teacher, is_teacher=True).to(ctx.device)
-    student_path, block = student_block(config)
-    student_model, stored = build_model_with_ckpt(block, student_path, "student")
+    if shared.teacher_model is not None:
+        teacher = ModelSide(shared.teacher_model, train.teacher, is_teacher=True).to(ctx.device)
+    block = student_block(config)[1]
     side_settings = train.model if train.model is not None and "student" not in train.raw else train.student
-    student = ModelSide(student_model, side_settings, is_teacher=False).to(ctx.device)
-    criterion = build_criterion(train.criterion.raw).to(ctx.device)
+    student = ModelSide(shared.student_model, side_settings, is_teacher=False).to(ctx.device)
+    criterion = build_criterion(train.criterion.raw, f"{train.key_path}.criterion").to(ctx.device)
     exp = Experiment(config=config, settings=train, ctx=ctx, student=student, criterion=criterion, teacher=teacher,
                      student_ckpt=block.get("ckpt"), name=experiment_name(config),
-                     amp=AmpSettings.from_settings(train, ctx.device), speed=SpeedSettings.from_settings(train))
+                     amp=AmpSettings.from_settings(train, ctx.device), speed=SpeedSettings.from_settings(train),
+                     stage=stage, num_stages=len(run.stages),
+                     epoch_offset=sum(s.num_epochs for s in run.stages[:stage]))
     for side in (exp.student, exp.teacher):
         if side is not None:
             exp.speed.prepare_side(side)
@@ -157,7 +203,7 @@ def _build(config, ctx: DistContext, seed: int, scale_lr: Optional[bool], for_tr
         if run.test.test_data_loader else None
     exp.val_loader = build_loader(train.val_data_loader, datasets, training=False, **loader_options) \
         if train.val_data_loader else None
-    exp.student_ckpt_best = _stored_best(exp.new_best_metric(), stored)
+    exp.student_ckpt_best = _stored_best(exp.new_best_metric(), shared.stored)
     if not for_training:
         return exp
     plan = replay_plan(config, datasets, train.train_data_loader.dataset_id) if train.teacher_cache else None

@@ -46,13 +46,15 @@ class ModelSide(nn.Module):
         if settings.adaptations:
             raise ConfigError("adaptations are not supported by distillkit; use a special module instead.",
                               key_path=f"{key_path}.adaptations")
+        requires_grad = not is_teacher if settings.requires_grad is None else settings.requires_grad
         model = _sequential(model, settings.sequential, key_path)
+        if requires_grad:  # a side states its own freezing: what an earlier stage froze on this model trains again
+            model.requires_grad_(True)
         special = _special(model, settings.special, is_teacher, key_path)
         self.has_special = special is not None
         self.root = special if special is not None else model
         self.is_teacher = is_teacher
         root = self.root
-        requires_grad = not is_teacher if settings.requires_grad is None else settings.requires_grad
         if not requires_grad:
             root.requires_grad_(False)
         self.frozen_paths = list(settings.frozen_modules)

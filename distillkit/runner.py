@@ -22,8 +22,8 @@ from .engine.logs import add_file_handler, setup_logging
 from .engine.run_dir import RunDirectory, resolve_resume
 from .engine.trainer import Trainer
 from .errors import DistillkitError
-from .experiment import build_experiment, experiment_name, student_block
-from .models.checkpoint import load_model_weights
+from .experiment import build_experiment, build_shared, experiment_name, student_block
+from .models.checkpoint import load_checkpoint, load_model_weights
 from .utils import seed_everything
 
 logger = logging.getLogger(__name__)
@@ -119,13 +119,18 @@ def train_from_config(config_path: str, *, overrides: Iterable[str] = (), device
             record_config(run_dir, config, resuming=resume_path is not None,
                           allow_config_change=allow_config_change)
             logger.info("run directory: %s", run_dir)
-        experiment = build_experiment(config, ctx, seed, scale_lr, for_training=True)
-        trainer = Trainer(experiment, run_dir=run_dir, start_epoch=start_epoch, callbacks=callbacks)
-        if resume_path:
-            trainer.resume(resume_path)
-        student = trainer.fit()
-        if student.get("preempted"):
-            return {"preempted": True, "run_dir": run_dir}
+        shared = build_shared(config, ctx)
+        stages = range(first_stage(shared.run.stages, resume_path), len(shared.run.stages))
+        for stage in stages:  # torchdistill's train.stage1, stage2, ...: one after the other on the same models
+            experiment = build_experiment(config, ctx, seed, scale_lr, for_training=True, stage=stage, shared=shared)
+            trainer = Trainer(experiment, run_dir=run_dir, start_epoch=start_epoch, callbacks=callbacks)
+            if resume_path and stage == stages[0]:
+                trainer.resume(resume_path)
+            student = trainer.fit(test=stage == stages[-1])
+            if student.get("preempted"):
+                return {"preempted": True, "run_dir": run_dir}
+            if stage != stages[-1]:
+                experiment.close()
         results = {"student": student, **_test(trainer, experiment, student_only, student_done=True)}
         if ctx.is_main:
             with open(os.path.join(run_dir, "results.json"), "w", encoding="utf-8") as handle:
@@ -139,6 +144,20 @@ def train_from_config(config_path: str, *, overrides: Iterable[str] = (), device
         if held is not None:
             held.release()
         cleanup()
+
+
+def first_stage(stages, resume_path: Optional[str]) -> int:
+    """The stage a run starts with: 0, or when resuming, the stage of the next epoch to train."""
+    if not resume_path:
+        return 0
+    state = load_checkpoint(resume_path, "resume checkpoint")
+    next_epoch = int(state.get("epoch_in_progress", int(state.get("epoch", -1)) + 1))
+    end = 0
+    for index, stage in enumerate(stages):
+        end += stage.num_epochs
+        if next_epoch < end:
+            return index
+    return len(stages) - 1
 
 
 def _test(trainer: Trainer, experiment, student_only: bool, student_done: bool = False) -> Dict[str, object]:

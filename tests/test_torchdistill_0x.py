@@ -52,3 +52,76 @@ train:
     message = str(info.value)
     assert "datasets.cifar10.splits.train.params.root" in message and "cifar-10-batches-py" in message
     assert "no network" in message
+
+
+MULTI_STAGE = DIGITS.replace("ckpt: 'student.pt'", "ckpt: ").replace("""models:
+  student_model:""", """models:
+  teacher_model: {name: 'cifar_resnet8', params: {num_classes: 10}}
+  student_model:""")
+MULTI_STAGE = MULTI_STAGE[:MULTI_STAGE.index("\ntrain:") + 1] + """train:
+  log_freq: 5
+  stage1:
+    num_epochs: 1
+    train_data_loader: {dataset_id: *train, random_sample: True, batch_size: 64, num_workers: 0}
+    val_data_loader: {dataset_id: *val, random_sample: False, batch_size: 200, num_workers: 0}
+    student: {frozen_modules: ['fc']}
+    optimizer: {type: 'SGD', params: {lr: 0.05, momentum: 0.9}}
+    criterion: {type: 'GeneralizedCustomLoss', org_term: {criterion: {type: 'CrossEntropyLoss'}, factor: 1.0}}
+  stage2:
+    num_epochs: 1
+    optimizer: {type: 'SGD', params: {lr: 0.01}}
+    criterion:
+      type: 'GeneralizedCustomLoss'
+      org_term: {criterion: {type: 'KDLoss', params: {temperature: 2.0, alpha: 0.5}}, factor: 1.0}
+test:
+  test_data_loader: {dataset_id: *val, random_sample: False, batch_size: 100, num_workers: 0}
+"""
+
+
+def test_multi_stage_runs_each_stage_in_order_on_the_same_models(in_tmp, write_yaml, capsys):
+    import json
+    import os
+
+    import torch
+
+    from distillkit.cli import main
+
+    config = write_yaml(MULTI_STAGE)
+    assert main(["check", config, "--device", "cpu"]) == 0
+    report = capsys.readouterr().out
+    assert "stage 1 (train.stage1)" in report and "stage 2 (train.stage2)" in report and "loss/" not in report
+    assert main(["train", config, "--run-dir", "run", "--device", "cpu"]) == 0
+    rows = [json.loads(line) for line in open("run/metrics.jsonl")]
+    assert [(r["epoch"], r["stage"], r["lr"]) for r in rows] == [(0, 1, 0.05), (1, 2, 0.01)]
+    assert "loss/org" in rows[1] and rows[0]["loss"] == rows[0]["loss/org"]
+    first = torch.load("run/checkpoints/epoch_0000.pt", weights_only=True)
+    last = torch.load("run/checkpoints/epoch_0001.pt", weights_only=True)
+    assert (first["stage"], last["stage"]) == (0, 1)
+    assert not torch.equal(first["model"]["conv1.weight"], last["model"]["conv1.weight"])  # stage 2 trained it
+    # each stage has its own optimizer: stage 1 froze fc (weight and bias), stage 2 trains every parameter
+    counts = [len(state["optimizer"]["param_groups"][0]["params"]) for state in (first, last)]
+    assert counts[1] - counts[0] == 2
+    # resuming from the end of stage 1 into a new directory runs stage 2 alone and ends where the straight run did
+    assert main(["train", config, "--resume", "run/checkpoints/epoch_0000.pt", "--run-dir", "again",
+                 "--device", "cpu"]) == 0
+    again = torch.load("again/checkpoints/last.pt", weights_only=True)
+    assert again["epoch"] == 1 and again["stage"] == 1
+    for key, value in last["model"].items():
+        assert torch.equal(value, again["model"][key]), key
+    assert [json.loads(line)["epoch"] for line in open("again/metrics.jsonl")] == [1]
+    assert os.path.isfile("again/results.json")
+
+
+def test_a_stage_without_num_epochs_is_named(write_yaml):
+    text = MULTI_STAGE.replace("  stage2:\n    num_epochs: 1\n", "  stage2:\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(write_yaml(text))
+    assert "train.stage2.num_epochs" in str(info.value)
+
+
+def test_set_reaches_a_stage(write_yaml):
+    config = load_config(write_yaml(MULTI_STAGE), ["train.stage2.num_epochs=3"])
+    from distillkit.config.validate import parse_settings
+
+    assert [stage.num_epochs for stage in parse_settings(config).stages] == [1, 3]
+    assert parse_settings(config).stages[1].train_data_loader.batch_size == 64  # inherited from stage 1

@@ -13,8 +13,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import re
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from ..errors import ConfigError, nearest_names
 from .paths import join_path
@@ -241,20 +242,54 @@ class EvaluationSettings(Section):
 
 @dataclass
 class RunSettings(Section):
-    """The whole config: ``datasets`` and ``models`` are read by their builders, ``train`` and ``test`` here."""
+    """The whole config: ``datasets`` and ``models`` are read by their builders, ``train`` and ``test`` here.
+
+    ``stages``: the training stages in order, each a TrainSettings (see :func:`stage_blocks`)."""
     datasets: dict = setting("mapping", required=True)
     models: dict = setting("mapping", required=True)
-    train: TrainSettings = setting(TrainSettings, required=True)
+    train: dict = setting("mapping", required=True)
     test: EvaluationSettings = setting(EvaluationSettings, factory=EvaluationSettings)
     imports: List[str] = setting("list", factory=list)
+    stages: List[TrainSettings] = field(default_factory=list, repr=False, metadata={"internal": True})
+
+    @classmethod
+    def parse(cls, block, key_path):
+        settings = super().parse(block, key_path)
+        settings.stages = [TrainSettings.parse(stage, path) for path, stage in stage_blocks(settings.train)]
+        return settings
+
+
+STAGE_KEY = re.compile(r"^stage([1-9][0-9]*)$")
+INHERITED_BY_STAGES = ("train_data_loader", "val_data_loader")
+
+
+def stage_blocks(train: dict) -> List[Tuple[str, dict]]:
+    """``[(key path, block)]`` of the training stages: ``train`` itself, or ``train.stage1``, ``train.stage2``, ...
+    in order (torchdistill's multi-stage form).  A stage block is read with the keys written beside the stages
+    (``train.log_freq``, ...) as its defaults, and a stage without loaders keeps the previous stage's."""
+    names = sorted((k for k in train if STAGE_KEY.match(str(k))), key=lambda k: int(STAGE_KEY.match(k).group(1)))
+    if not names:
+        return [("train", train)]
+    shared = {k: v for k, v in train.items() if not STAGE_KEY.match(str(k))}
+    blocks, previous = [], {}
+    for name in names:
+        if not isinstance(train[name], dict):
+            raise ConfigError(f"expected a mapping (one training stage), found {type(train[name]).__name__}.",
+                              key_path=f"train.{name}")
+        block = {**shared, **{k: previous[k] for k in INHERITED_BY_STAGES if k in previous}, **train[name]}
+        blocks.append((f"train.{name}", block))
+        previous = block
+    return blocks
 
 
 def is_known_key(parts) -> bool:
     """Whether the key path ``parts`` (e.g. ``['train', 'compile']``) is one the schema declares."""
     section = RunSettings
     for depth, part in enumerate(parts):
+        if section is TrainSettings and STAGE_KEY.match(part) and parts[depth - 1] == "train":
+            continue  # train.stageN.<key>: a stage is a TrainSettings
         fields = section.schema_fields() if isinstance(section, type) and issubclass(section, Section) else None
         if not fields or part not in fields:
             return False
-        section = fields[part].metadata["kind"]
+        section = TrainSettings if (depth == 0 and part == "train") else fields[part].metadata["kind"]
     return True

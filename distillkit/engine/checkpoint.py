@@ -117,7 +117,7 @@ def run_state(exp, step: OptimizerStep, epoch: int, global_step: int, best: Best
               pending: Optional[PendingResume] = None) -> dict:
     """Everything a run checkpoint holds after ``epoch`` (and, with ``pending``, the steps done in the next)."""
     state = {"model": exp.student.model.state_dict(), "student_side": exp.student.state_dict(), **step.state_dict(),
-             "epoch": epoch, "global_step": global_step, "best_metric": best.state_dict(),
+             "epoch": epoch, "stage": exp.stage, "global_step": global_step, "best_metric": best.state_dict(),
              "rng": rng_state(exp.train_loader), "skipped_steps": skipped}
     if exp.scheduler is not None:
         state["scheduler"] = exp.scheduler.state_dict()
@@ -139,21 +139,25 @@ def restore_run_state(path: str, exp, step: OptimizerStep, best: BestMetric) -> 
     if missing:
         raise CheckpointError(f"resume checkpoint {path!r} is not a distillkit run checkpoint "
                               f"(no {', '.join(missing)}); give a checkpoints/last.pt or epoch_NNNN.pt file.")
-    exp.student.load_state_dict(state["student_side"])
-    if "teacher_side" in state and exp.teacher is not None:
-        exp.teacher.load_state_dict(state["teacher_side"])
-    step.load_state_dict(state)
-    if exp.scheduler is not None and "scheduler" in state:
-        exp.scheduler.load_state_dict(state["scheduler"])
-    if exp.ema is not None and "model_ema" in state:
-        exp.ema.module.load_state_dict(state["model_ema"])
-    best.load_state_dict(state.get("best_metric") or {"name": "val_top1", "mode": "max",
-                                                      "value": state.get("best_top1", float("-inf"))})
+    same_stage = int(state.get("stage", 0)) == exp.stage
+    if not same_stage:  # the end of an earlier stage: this stage starts afresh (its own optimizer, loaders)
+        exp.student.model.load_state_dict(state["model"])
+    else:
+        exp.student.load_state_dict(state["student_side"])
+        if "teacher_side" in state and exp.teacher is not None:
+            exp.teacher.load_state_dict(state["teacher_side"])
+        step.load_state_dict(state)
+        if exp.scheduler is not None and "scheduler" in state:
+            exp.scheduler.load_state_dict(state["scheduler"])
+        if exp.ema is not None and "model_ema" in state:
+            exp.ema.module.load_state_dict(state["model_ema"])
+        best.load_state_dict(state.get("best_metric") or {"name": "val_top1", "mode": "max",
+                                                          "value": state.get("best_top1", float("-inf"))})
     pending = None
     if "step_in_epoch" in state:  # taken inside an epoch (SIGTERM): finish that epoch first
         pending = PendingResume(**{f.name: state[f.name] for f in fields(PendingResume) if f.name in state})
-    else:
-        restore_rng_state(state["rng"], exp.train_loader)
+    else:  # the sampler's generator only within its stage: a new stage's loader starts from its seed
+        restore_rng_state(state["rng"], exp.train_loader if same_stage else None)
     epoch = int(state["epoch"])
     return ResumePoint(epoch_done=epoch, start_epoch=int(state["epoch_in_progress"]) if pending else epoch + 1,
                        global_step=int(state["global_step"]), skipped_steps=int(state.get("skipped_steps", 0)),

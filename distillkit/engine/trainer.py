@@ -41,7 +41,7 @@ class Trainer:
         self.ctx = experiment.ctx
         self.settings = experiment.settings
         self.run_dir = run_dir
-        self.start_epoch = start_epoch
+        self.start_epoch = max(start_epoch, experiment.epoch_offset)  # epochs are numbered across stages
         self.global_step = 0
         self.callbacks = list(callbacks)
         self.step = OptimizerStep(experiment.optimizer, experiment.amp.grad_scaler(),
@@ -64,7 +64,7 @@ class Trainer:
             self.exp.teacher_module.train()
 
     def tell_epoch(self, epoch: int) -> None:
-        """Loss terms with an epoch schedule (DKD's warm-up) learn the epoch through ``set_epoch``."""
+        """Loss terms with an epoch schedule (DKD's warm-up) learn the epoch of the stage through ``set_epoch``."""
         for module in self.exp.criterion.modules():
             if hasattr(module, "set_epoch"):
                 module.set_epoch(epoch)
@@ -135,7 +135,7 @@ class Trainer:
     def train_one_epoch(self, epoch: int) -> Dict[str, float]:
         exp = self.exp
         self.train_mode()
-        self.tell_epoch(epoch)
+        self.tell_epoch(epoch - exp.epoch_offset)
         pending, epoch_start_sampler = self._begin_epoch(epoch)
         sums: Dict[str, torch.Tensor] = dict(pending.partial_sums) if pending else {}
         seen = int(pending.partial_seen) if pending else 0
@@ -247,13 +247,16 @@ class Trainer:
                     self.global_step, self.best.describe())
 
     # ------------------------------------------------------------------ the loop
-    def fit(self) -> Dict[str, float]:
-        """Train the remaining epochs and test the best weights; ``{'preempted': True}`` after a SIGTERM stop."""
+    def fit(self, test: bool = True) -> Dict[str, float]:
+        """Train the remaining epochs and (``test``) test the best weights; ``{'preempted': True}`` after a
+        SIGTERM stop."""
         exp = self.exp
         if exp.num_epochs == 0:
-            logger.warning("train.num_epochs is 0: nothing is trained, so nothing is tested.")
+            logger.warning("%s.num_epochs is 0: nothing is trained%s.", exp.settings.key_path,
+                           ", so nothing is tested" if test else "")
             return {}
-        logger.info("training %s for %d epochs on %s (world size %d), lr %.4g", exp.name, exp.num_epochs,
+        stage = f" (stage {exp.stage + 1} of {exp.num_stages})" if exp.multi_stage else ""
+        logger.info("training %s%s for %d epochs on %s (world size %d), lr %.4g", exp.name, stage, exp.num_epochs,
                     self.ctx.device, self.ctx.world_size, self.lr)
         self.preemption = PreemptionWatch(self.ctx)
         try:
@@ -265,12 +268,12 @@ class Trainer:
             self.preemption.close()
             if self.tensorboard:
                 self.tensorboard.close()
-        return self.finish()
+        return self.finish() if test else {}
 
     def epoch_metrics(self, epoch: int) -> Dict[str, float]:
         """Train one epoch and evaluate: the metrics.jsonl row."""
         exp = self.exp
-        row = {"epoch": epoch, "lr": self.lr}
+        row = {"epoch": epoch, **({"stage": exp.stage + 1} if exp.multi_stage else {}), "lr": self.lr}
         row.update(self.train_one_epoch(epoch))
         if exp.val_loader is not None:
             val = self.evaluate(exp.val_loader)
@@ -282,7 +285,7 @@ class Trainer:
 
     def run_epochs(self) -> None:
         exp = self.exp
-        for epoch in range(self.start_epoch, exp.num_epochs):
+        for epoch in range(self.start_epoch, exp.epoch_offset + exp.num_epochs):
             row = self.epoch_metrics(epoch)
             if self.best.name not in row:
                 raise ConfigError(f"the best metric {self.best.name!r} is not measured by this run; its metrics are "
@@ -290,7 +293,8 @@ class Trainer:
             is_best = self.best.update(row[self.best.name], snapshot=lambda: {
                 k: v.detach().clone() for k, v in exp.student.state_dict().items()})
             if exp.scheduling_step <= 0:
-                step_scheduler(exp.scheduler, epoch + 1, per_iteration=False, metric=row[self.best.name])
+                step_scheduler(exp.scheduler, epoch - exp.epoch_offset + 1, per_iteration=False,
+                               metric=row[self.best.name])
             if self.metrics:  # the row first: a resumed run drops rows past its checkpoint
                 self.metrics.write(row)
                 self.tensorboard.write(row)

@@ -9,7 +9,7 @@ from ..config import load_config
 from ..engine.distributed import setup_distributed
 from ..engine.trainer import Trainer
 from ..errors import DistillkitError
-from ..experiment import build_experiment
+from ..experiment import build_experiment, build_shared
 from ..utils import seed_everything
 
 
@@ -32,12 +32,22 @@ def format_table(rows, header) -> str:
 
 
 def check_config(config_path: str, overrides=(), device: str = None, seed: int = 0) -> str:
-    """The report of one training step (the same for the same ``seed``); raises the guided error of whatever
-    fails."""
+    """The report of one training step of every stage (the same for the same ``seed``); raises the guided error of
+    whatever fails."""
     ctx = setup_distributed(device)
     config = load_config(config_path, overrides)
     seed_everything(seed)
-    experiment = build_experiment(config, ctx, seed=seed, for_training=True)
+    shared = build_shared(config, ctx)
+    reports = []
+    for stage in range(len(shared.run.stages)):
+        experiment = build_experiment(config, ctx, seed=seed, for_training=True, stage=stage, shared=shared)
+        title = f"stage {stage + 1} ({experiment.settings.key_path}): " if experiment.multi_stage else ""
+        reports.append(title + _one_step(experiment, ctx, config_path))
+        experiment.close()
+    return "\n\n".join(reports + ["check passed."])
+
+
+def _one_step(experiment, ctx, config_path: str) -> str:
     images, targets, supp = next(iter(experiment.train_loader))
     images, targets = experiment.speed.to_device(images, ctx.device), targets.to(ctx.device)
     if experiment.mixup is not None:
@@ -55,6 +65,5 @@ def check_config(config_path: str, overrides=(), device: str = None, seed: int =
     report = [f"config {config_path}: one training step on a batch of {images.shape[0]} images, nothing saved.",
               format_table(rows, ("side", "path", "io", "shape", "dtype")) if rows else "(no hooked tensors)",
               format_table([(name, f"{value.item():.6g}") for name, value in terms.items()] +
-                           [("total", f"{loss.item():.6g}")], ("loss term", "value (weighted)")),
-              "check passed."]
+                           [("total", f"{loss.item():.6g}")], ("loss term", "value (weighted)"))]
     return "\n\n".join(report)
