@@ -125,3 +125,59 @@ def test_set_reaches_a_stage(write_yaml):
 
     assert [stage.num_epochs for stage in parse_settings(config).stages] == [1, 3]
     assert parse_settings(config).stages[1].train_data_loader.batch_size == 64  # inherited from stage 1
+
+
+def test_a_dataset_wrapper_puts_its_extras_in_the_batch_and_the_loss_receives_them(tmp_path, write_yaml):
+    import torch
+    from torch import nn
+
+    from distillkit import Trainer
+    from distillkit.registry import LOSSES, register_loss
+    from tests.conftest import make_image_folder
+
+    seen = {}
+
+    @register_loss("WrapperProbe", term="sub")
+    class Probe(nn.Module):
+        def forward(self, student_io, teacher_io, targets, supp_dict=None):
+            seen.update(supp_dict)
+            return student_io["fc"]["output"].sum() * 0
+
+    root = make_image_folder(tmp_path / "imgs", per_class=4, size=8)
+    wrapper = {"0x": "{name: 'ContrastiveDataset', params: {num_negative_samples: 5, mode: 'exact'}}",
+               "1x": "{key: 'CRDDatasetWrapper', kwargs: {num_negative_samples: 5}}"}
+    try:
+        for form, block in wrapper.items():
+            config = load_config(write_yaml(f"""
+datasets:
+  imgs:
+    type: 'ImageFolder'
+    splits:
+      train: {{dataset_id: 'imgs/train', params: {{root: '{root}', transform_params: [{{type: 'ToTensor'}}]}}}}
+models:
+  student_model: {{name: 'cifar_resnet8', params: {{num_classes: 3}}}}
+train:
+  num_epochs: 1
+  train_data_loader: {{dataset_id: 'imgs/train', batch_size: 6, dataset_wrapper: {block}}}
+  student: {{forward_hook: {{output: ['fc']}}}}
+  optimizer: {{type: 'SGD', params: {{lr: 0.1}}}}
+  criterion:
+    type: 'GeneralizedCustomLoss'
+    org_term: {{criterion: {{type: 'CrossEntropyLoss'}}, factor: 1.0}}
+    sub_terms: {{probe: {{criterion: {{type: 'WrapperProbe'}}, factor: 1.0}}}}
+""", f"{form}.yaml"))
+            experiment = build_experiment(config)
+            images, targets, supp = next(iter(experiment.train_loader))
+            assert supp["contrast_idx"].shape == (6, 6) and torch.equal(supp["pos_idx"], supp["contrast_idx"][:, 0])
+            Trainer(experiment).forward(images, targets, supp)
+            assert torch.equal(seen["pos_idx"], supp["pos_idx"]), form
+            # the negatives come from the other classes
+            labels = torch.tensor(experiment.train_loader.dataset.org_dataset.targets)
+            assert (labels[supp["contrast_idx"][:, 1:]] != labels[supp["pos_idx"]][:, None]).all()
+        with pytest.raises(ConfigError) as info:
+            build_experiment(load_config(write_yaml(open(tmp_path / "1x.yaml").read().replace(
+                "CRDDatasetWrapper", "CRDDatasetWraper"), "typo.yaml")))
+        assert "train.train_data_loader.dataset_wrapper.type" in str(info.value) and "'CRDDatasetWrapper'" \
+            in str(info.value)
+    finally:
+        LOSSES._table.pop("WrapperProbe")

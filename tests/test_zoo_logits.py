@@ -21,7 +21,8 @@ from distillkit.losses.srd import SRDLoss
 from distillkit.losses.sskd import AuxSSKDLoss, SSKDLoss
 from distillkit.model_side import ModelSide
 from distillkit.models.special.srd import SRDModelWrapper
-from distillkit.models.special.sskd import SSKDDatasetWrapper, SSWrapper4SSKD
+from distillkit.data.wrappers import SSKDDatasetWrapper
+from distillkit.models.special.sskd import SSWrapper4SSKD
 
 TOL = dict(rtol=1e-5, atol=1e-5)
 CPU = torch.device("cpu")

@@ -23,6 +23,7 @@ from .replay import ViewRecordingDataset
 from .samplers import ReplaySampler, ResumableSampler, ShardSampler
 from .shards import build_stream_loader
 from .decoding import decoded_dataset
+from .wrappers import wrap_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -38,15 +39,18 @@ def build_loader(settings: LoaderSettings, datasets: Dict[str, object], *, train
                           key_path=f"{key_path}.dataset_id",
                           candidates=nearest_names(settings.dataset_id, datasets))
     dataset = datasets[settings.dataset_id]
-    decode = getattr(settings, "decode", None) or "pil"
+    decode = settings.decode
     if getattr(dataset, "streaming", False):  # TarShards: a loader of its own (data/shards.py)
-
         return build_stream_loader(settings, dataset, decode, training=training, rank=rank, world_size=world_size,
                                    seed=seed, pin_memory=pin_memory, replay_plan=replay_plan)
     collate = collate_batch
     if decode != "pil":  # the view computed from the file's bytes (data/decoding.py)
-
         dataset, collate = decoded_dataset(dataset, decode, f"{key_path}.decode", replay_plan)
+    if settings.dataset_wrapper:
+        if replay_plan is not None:
+            raise ConfigError("a dataset_wrapper and train.teacher_cache cannot be combined: the cache records the "
+                              "plain dataset's views.", key_path=f"{key_path}.dataset_wrapper")
+        dataset = wrap_dataset(dataset, settings.dataset_wrapper, f"{key_path}.dataset_wrapper")
     if settings.cache_output:
         logger.warning("%s.cache_output is ignored: a cache that ignores augmentation gives the student targets "
                        "for a view it never saw; train.teacher_cache records each view with the teacher's output.",

@@ -5,10 +5,13 @@ Built as ``cls(org_dataset, **params)`` from ``DATASET_WRAPPERS``; each item is 
 from __future__ import annotations
 
 import numpy as np
+import torch
 from torch.utils.data import Dataset
+from torchvision.transforms.functional import pil_to_tensor
 
 from ..errors import ConfigError
-from ..registry import register_dataset_wrapper
+from ..registry import DATASET_WRAPPERS, register_dataset_wrapper
+from ..utils import call_with_params
 
 
 class BaseDatasetWrapper(Dataset):
@@ -82,3 +85,56 @@ class CRDDatasetWrapper(BaseDatasetWrapper):
 
 
 register_dataset_wrapper(CRDDatasetWrapper, name="ContrastiveDataset")
+
+
+ROTATIONS = (0, 90, 180, 270)
+
+
+def rotate(sample, angle: int):
+    """``sample`` turned counter-clockwise by ``angle`` degrees: a PIL image (``rotate(angle, expand=True)``,
+    as SSKD does) or a ``(..., H, W)`` tensor (``torch.rot90``)."""
+    if angle == 0:
+        return sample
+    if isinstance(sample, torch.Tensor):
+        return torch.rot90(sample, angle // 90, dims=(-2, -1))
+    return sample.rotate(angle, expand=True)
+
+
+
+@register_dataset_wrapper
+class SSKDDatasetWrapper(Dataset):
+    """Wraps a dataset so that each item is ``(views, target, {})`` with ``views`` the ``(4, C, H, W)`` stack of
+    the transformed image and of its three rotations.  The wrapped dataset's ``transform`` is taken over (and
+    set to None there) so that it applies to each rotated view, as torchdistill's wrapper does; views that are
+    still PIL images after it become uint8 tensors."""
+
+    def __init__(self, org_dataset: Dataset):
+        self.org_dataset = org_dataset
+        self.transform = getattr(org_dataset, "transform", None)
+        if hasattr(org_dataset, "transform"):
+            org_dataset.transform = None
+
+    def __len__(self) -> int:
+        return len(self.org_dataset)
+
+    def __getitem__(self, index: int):
+        sample, target = self.org_dataset[index][:2]
+        views = [rotate(sample, angle) for angle in ROTATIONS]
+        if self.transform is not None:
+            views = [self.transform(view) for view in views]
+        views = [v if isinstance(v, torch.Tensor) else pil_to_tensor(v) for v in views]
+        shapes = {tuple(v.shape) for v in views}
+        if len(shapes) > 1:
+            raise ConfigError(f"SSKDDatasetWrapper: the rotated views of sample {index} have different shapes "
+                              f"{sorted(shapes)}; the image is not square, so give the dataset a transform that "
+                              f"crops or resizes to a square size.")
+        return torch.stack([v.detach() for v in views]), target, {}
+
+
+def wrap_dataset(dataset, block: dict, key_path: str):
+    """The loader's ``dataset_wrapper: {type, params}`` around ``dataset`` (torchdistill 0.x writes ``name`` for
+    ``type``; 1.x ``key`` and ``kwargs``)."""
+    name = block.get("type") or block.get("name") or block.get("key")
+    params = block.get("params") or block.get("kwargs") or {}
+    cls = DATASET_WRAPPERS.resolve(name, key_path=f"{key_path}.type")
+    return call_with_params(cls, params, f"{key_path}.params", dataset)

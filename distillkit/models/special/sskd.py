@@ -1,9 +1,10 @@
-"""SSKD's pieces beside the model: the self-supervision head and the rotated views.
+"""SSKD's piece beside the model: the self-supervision head.
 
 Xu, Liu, Li, Loy, "Knowledge Distillation Meets Self-Supervision", ECCV 2020.
-``SSKDDatasetWrapper`` turns each sample into 4 views (the image and its 90/180/270-degree rotations);
-the loader then gives ``(B, 4, C, H, W)`` batches, which ``SSWrapper4SSKD.forward`` flattens to
-``(4B, C, H, W)`` (torchdistill's ``forward_batch4sskd``), so rows ``4i .. 4i + 3`` are image ``i``'s views.
+``SSKDDatasetWrapper`` (distillkit.data.wrappers) turns each sample into 4 views (the image and its
+90/180/270-degree rotations); the loader then gives ``(B, 4, C, H, W)`` batches, which
+``SSWrapper4SSKD.forward`` flattens to ``(4B, C, H, W)`` (torchdistill's ``forward_batch4sskd``), so rows
+``4i .. 4i + 3`` are image ``i``'s views.
 """
 from __future__ import annotations
 
@@ -11,61 +12,16 @@ import os
 
 import torch
 from torch import nn
-from torch.utils.data import Dataset
-from torchvision.transforms.functional import pil_to_tensor
 
 from ...errors import ConfigError
-from ...registry import register_dataset_wrapper, register_special_module
+from ...registry import register_special_module
 from ..checkpoint import load_model_weights, save_atomic
 from .base import SpecialModule
 from .srd import io_spec
 
-ROTATIONS = (0, 90, 180, 270)
-
-
-def rotate(sample, angle: int):
-    """``sample`` turned counter-clockwise by ``angle`` degrees: a PIL image (``rotate(angle, expand=True)``,
-    as SSKD does) or a ``(..., H, W)`` tensor (``torch.rot90``)."""
-    if angle == 0:
-        return sample
-    if isinstance(sample, torch.Tensor):
-        return torch.rot90(sample, angle // 90, dims=(-2, -1))
-    return sample.rotate(angle, expand=True)
-
-
 def flatten_views(x: torch.Tensor) -> torch.Tensor:
     """``(B, V, C, H, W) -> (B * V, C, H, W)``; other shapes pass unchanged."""
     return x.reshape(-1, *x.shape[-3:]) if x.dim() == 5 else x
-
-
-@register_dataset_wrapper
-class SSKDDatasetWrapper(Dataset):
-    """Wraps a dataset so that each item is ``(views, target, {})`` with ``views`` the ``(4, C, H, W)`` stack of
-    the transformed image and of its three rotations.  The wrapped dataset's ``transform`` is taken over (and
-    set to None there) so that it applies to each rotated view, as torchdistill's wrapper does; views that are
-    still PIL images after it become uint8 tensors."""
-
-    def __init__(self, org_dataset: Dataset):
-        self.org_dataset = org_dataset
-        self.transform = getattr(org_dataset, "transform", None)
-        if hasattr(org_dataset, "transform"):
-            org_dataset.transform = None
-
-    def __len__(self) -> int:
-        return len(self.org_dataset)
-
-    def __getitem__(self, index: int):
-        sample, target = self.org_dataset[index][:2]
-        views = [rotate(sample, angle) for angle in ROTATIONS]
-        if self.transform is not None:
-            views = [self.transform(view) for view in views]
-        views = [v if isinstance(v, torch.Tensor) else pil_to_tensor(v) for v in views]
-        shapes = {tuple(v.shape) for v in views}
-        if len(shapes) > 1:
-            raise ConfigError(f"SSKDDatasetWrapper: the rotated views of sample {index} have different shapes "
-                              f"{sorted(shapes)}; the image is not square, so give the dataset a transform that "
-                              f"crops or resizes to a square size.")
-        return torch.stack([v.detach() for v in views]), target, {}
 
 
 @register_special_module
