@@ -16,10 +16,16 @@ from torch import nn
 from torch.utils._pytree import tree_map
 
 from .config.schema import SideSettings
-from .errors import ConfigError
+from .errors import ConfigError, nearest_names
 from .hooks import HookCapture, find_module, named_sequential
 from .registry import SPECIAL_MODULES
 from .utils import call_with_params
+
+
+# torchdistill's forward_proc values that mean what distillkit always does: the model gets the images
+# (forward_batch_only); a loss term that needs the dataset wrapper's extras gets them as supp_dict
+# (forward_batch_supp_dict, CRD); SSWrapper4SSKD flattens the (B, 4, C, H, W) views itself (forward_batch4sskd).
+FORWARD_PROCS = (None, "forward_batch_only", "forward_batch_supp_dict", "forward_batch4sskd")
 
 
 def _sequential(model: nn.Module, paths, key_path: str) -> nn.Module:
@@ -31,7 +37,8 @@ def _special(model: nn.Module, block: Optional[dict], is_teacher: bool, key_path
     if not block or not block.get("type"):
         return None
     cls = SPECIAL_MODULES.resolve(block["type"], key_path=f"{key_path}.special.type")
-    return call_with_params(cls, block.get("params"), f"{key_path}.special.params", model, is_teacher)
+    return call_with_params(cls, block.get("params"), f"{key_path}.special.params", model, is_teacher,
+                            aliases=SPECIAL_MODULES.meta(block["type"]).get("aliases"))
 
 
 class ModelSide(nn.Module):
@@ -46,6 +53,11 @@ class ModelSide(nn.Module):
         if settings.adaptations:
             raise ConfigError("adaptations are not supported by distillkit; use a special module instead.",
                               key_path=f"{key_path}.adaptations")
+        if settings.forward_proc not in FORWARD_PROCS:
+            raise ConfigError(f"forward_proc {settings.forward_proc!r} is not supported for image classification; "
+                              f"supported: {', '.join(repr(p) for p in FORWARD_PROCS if p)}.",
+                              key_path=f"{key_path}.forward_proc",
+                              candidates=nearest_names(settings.forward_proc, [p for p in FORWARD_PROCS if p]))
         requires_grad = not is_teacher if settings.requires_grad is None else settings.requires_grad
         model = _sequential(model, settings.sequential, key_path)
         if requires_grad:  # a side states its own freezing: what an earlier stage froze on this model trains again

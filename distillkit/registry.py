@@ -117,12 +117,14 @@ DATASET_WRAPPERS = Registry("dataset wrapper")
 LOSS_TERMS = ("org", "sub")
 
 
-def register_loss(obj: Optional[Callable] = None, name: Optional[str] = None, *, term: Optional[str] = None):
+def register_loss(obj: Optional[Callable] = None, name: Optional[str] = None, *, term: Optional[str] = None,
+                  aliases: Optional[dict] = None):
     """Register a loss term; ``term='org'`` (called on model outputs) or ``'sub'`` (on io_dicts) declares
-    where it belongs in a GeneralizedCustomLoss, so a misplaced term fails when the criterion is built."""
+    where it belongs in a GeneralizedCustomLoss, so a misplaced term fails when the criterion is built.
+    ``aliases``: torchdistill 0.x parameter names it also accepts (``distillkit.utils.rename_params``)."""
     if term not in LOSS_TERMS + (None,):
         raise ValueError(f"register_loss(term=...) must be one of {LOSS_TERMS} or None, not {term!r}")
-    return LOSSES.register(obj, name, term=term)
+    return LOSSES.register(obj, name, term=term, aliases=aliases)
 
 
 register_model = MODELS.register

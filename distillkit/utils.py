@@ -1,20 +1,47 @@
 """Small helpers shared across the package."""
 from __future__ import annotations
 
+import copy
 import inspect
+import logging
 import random
+from typing import Optional
 
 import numpy as np
 import torch
 
 from .errors import ConfigError, nearest_names
 
+logger = logging.getLogger(__name__)
 
-def call_with_params(fn, params, key_path: str, *args):
+
+def rename_params(params: dict, aliases: dict, key_path: str) -> dict:
+    """``params`` with torchdistill 0.x parameter names changed to the ones ``fn`` takes (1.x's): ``aliases`` maps
+    a dotted path to a new name for its last key, ``*`` standing for every entry of a mapping or list
+    (``{'connectors.*.conv_params': 'conv2d_kwargs'}``).  Applied in order; a name already present wins."""
+    params = copy.deepcopy(params)
+    for path, new in aliases.items():
+        *parents, old = path.split(".")
+        nodes = [params]
+        for part in parents:
+            children = []
+            for node in nodes:
+                values = (node.values() if isinstance(node, dict) else node) if part == "*" else \
+                    [node.get(part)] if isinstance(node, dict) else []
+                children += [child for child in values if isinstance(child, (dict, list))]
+            nodes = children
+        for node in nodes:
+            if isinstance(node, dict) and old in node and new not in node:
+                node[new] = node.pop(old)
+                logger.info("%s: %s is torchdistill 0.x's name of %s", key_path, path, new)
+    return params
+
+
+def call_with_params(fn, params, key_path: str, *args, aliases: Optional[dict] = None):
     """``fn(*args, **params)``; a wrong keyword becomes a ConfigError naming the accepted ones, a ValueError
     of ``fn`` (a bad value) a ConfigError at ``key_path``, and a ConfigError that ``fn`` raised about
-    ``params.<name>`` is placed under ``key_path``."""
-    params = dict(params or {})
+    ``params.<name>`` is placed under ``key_path``.  ``aliases``: see :func:`rename_params`."""
+    params = rename_params(params or {}, aliases, key_path) if aliases else dict(params or {})
     try:
         return fn(*args, **params)
     except ConfigError as exc:

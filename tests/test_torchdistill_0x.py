@@ -181,3 +181,70 @@ train:
             in str(info.value)
     finally:
         LOSSES._table.pop("WrapperProbe")
+
+
+def test_0x_parameter_names_are_renamed_in_place_of_the_1x_ones():
+    from distillkit.utils import rename_params
+
+    params = {"connectors": {"c1": {"conv_params": {"in_channels": 1}, "bn_params": {"num_features": 2}},
+                             "c2": {"conv2d_kwargs": {"in_channels": 3}}},
+              "abfs": [{"params": {"in_channel": 4}}, {"path": "x"}]}
+    aliases = {"connectors.*.conv_params": "conv2d_kwargs", "connectors.*.bn_params": "bn2d_kwargs",
+               "abfs.*.params.in_channel": "in_channels", "abfs.*.params": "kwargs"}
+    renamed = rename_params(params, aliases, "special.params")
+    assert renamed == {"connectors": {"c1": {"conv2d_kwargs": {"in_channels": 1}, "bn2d_kwargs": {"num_features": 2}},
+                                      "c2": {"conv2d_kwargs": {"in_channels": 3}}},
+                       "abfs": [{"kwargs": {"in_channels": 4}}, {"path": "x"}]}
+    assert params["connectors"]["c1"]["conv_params"] == {"in_channels": 1}  # the config itself is unchanged
+
+
+def test_a_0x_special_module_block_builds_the_same_module_as_the_1x_one():
+    from torch import nn
+
+    from distillkit.model_side import ModelSide
+
+    def side(connector):
+        model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.ReLU())
+        connectors = {"c1": {"io": "output", "path": "student_model.0", **connector}}
+        block = {"special": {"type": "Connector4DAB", "params": {"connectors": connectors}}}
+        return ModelSide(model, block)
+
+    old = side({"conv_params": {"in_channels": 4, "out_channels": 8, "kernel_size": 1},
+                "bn_params": {"num_features": 8}})
+    new = side({"conv2d_kwargs": {"in_channels": 4, "out_channels": 8, "kernel_size": 1},
+                "bn2d_kwargs": {"num_features": 8}})
+    assert {k: v.shape for k, v in old.state_dict().items()} == {k: v.shape for k, v in new.state_dict().items()}
+
+
+def test_forward_proc_values_of_image_classification_are_accepted_and_others_named():
+    from torch import nn
+
+    from distillkit.model_side import ModelSide
+
+    for proc in ("forward_batch_only", "forward_batch_supp_dict", "forward_batch4sskd"):
+        ModelSide(nn.Linear(2, 2), {"forward_proc": proc})
+    with pytest.raises(ConfigError) as info:
+        ModelSide(nn.Linear(2, 2), {"forward_proc": "forward_batch_as_kwargs"}, key_path="train.student")
+    assert "train.student.forward_proc" in str(info.value) and "not supported" in str(info.value)
+
+
+def test_the_sskd_wrapper_leaves_the_shared_dataset_its_transform():
+    import torch
+
+    from distillkit.data.wrappers import SSKDDatasetWrapper
+
+    class Squares(torch.utils.data.Dataset):
+        transform = staticmethod(lambda image: image * 2)
+
+        def __len__(self):
+            return 1
+
+        def __getitem__(self, index):
+            image = torch.arange(9.0).reshape(1, 3, 3)
+            return (self.transform(image) if self.transform else image), 0
+
+    dataset = Squares()
+    first, second = SSKDDatasetWrapper(dataset), SSKDDatasetWrapper(dataset)  # two stages wrap one dataset
+    assert dataset.transform is not None
+    assert torch.equal(first[0][0], second[0][0])
+    assert torch.equal(first[0][0][0], torch.arange(9.0).reshape(1, 3, 3) * 2)

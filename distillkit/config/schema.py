@@ -168,6 +168,7 @@ class SideSettings(Section):
     adaptations: Any = setting("any")
     find_unused_parameters: bool = setting("bool", False)
     sync_bn: bool = setting("bool", False)
+    forward_proc: Optional[str] = setting("str")  # torchdistill's: how the batch reaches the model (model_side.py)
 
 
 @dataclass

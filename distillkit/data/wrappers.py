@@ -4,6 +4,8 @@ Built as ``cls(org_dataset, **params)`` from ``DATASET_WRAPPERS``; each item is 
 """
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -109,10 +111,10 @@ class SSKDDatasetWrapper(Dataset):
     still PIL images after it become uint8 tensors."""
 
     def __init__(self, org_dataset: Dataset):
-        self.org_dataset = org_dataset
+        self.org_dataset = copy.copy(org_dataset)  # the dataset itself keeps its transform (another stage uses it)
         self.transform = getattr(org_dataset, "transform", None)
         if hasattr(org_dataset, "transform"):
-            org_dataset.transform = None
+            self.org_dataset.transform = None
 
     def __len__(self) -> int:
         return len(self.org_dataset)

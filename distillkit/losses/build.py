@@ -91,7 +91,8 @@ def build_term(block: dict, key_path: str, org: bool, term_params: Optional[dict
             raise ConfigError(f"{block['type']} is registered as {'an org' if declared == 'org' else 'a sub'} term, "
                               f"but it is placed as {'an org' if org else 'a sub'} term here; move it to {where}.",
                               key_path=type_path)
-        return call_with_params(LOSSES[block["type"]], params, params_path)
+        return call_with_params(LOSSES[block["type"]], params, params_path,
+                                aliases=LOSSES.meta(block["type"]).get("aliases"))
     cls = LOSSES.resolve(block["type"], key_path=type_path, fallbacks=(("torch.nn", _nn_losses()),))
     if org:
         return OrgTermAdapter(call_with_params(cls, params, params_path))

@@ -26,7 +26,7 @@ def hierarchical_context_loss(student, teacher, output_sizes, reduction: str = "
     return loss / total_weight
 
 
-@register_loss(term="sub")
+@register_loss(term="sub", aliases={"kernel_sizes": "output_sizes"})
 class HierarchicalContextLoss(nn.Module):
     """Hierarchical context loss (HCL) of knowledge review (Chen et al., CVPR 2021, Sec. 3.3).
 

@@ -20,7 +20,7 @@ def frozen_teacher_forward(special: SpecialModule, x):
     return special.base_model(x)
 
 
-@register_special_module
+@register_special_module(aliases={"linear_params": "linear_kwargs"})
 class Linear4CCKD(SpecialModule):
     """Params: ``input_module: {path, io}`` (e.g. ``model.avgpool``), ``linear_kwargs`` (``nn.Linear``'s:
     in_features, out_features, bias).  ``linear`` maps the flattened feature to the embedding CCKDLoss reads

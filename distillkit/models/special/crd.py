@@ -26,7 +26,7 @@ class Normalizer4CRD(nn.Module):
         return power_normalize(self.linear(x), self.power)
 
 
-@register_special_module
+@register_special_module(aliases={"linear_params": "linear_kwargs"})
 class Linear4CRD(SpecialModule):
     """Params: ``input_module_path`` (its output is flattened, e.g. ``model.avgpool``), ``linear_kwargs``
     (``nn.Linear``'s), ``power=2``.  Hook ``normalizer`` for CRDLoss's embeddings.  The model is ``model``; on the

@@ -28,7 +28,7 @@ def build_connector(conv2d_kwargs: dict, bn2d_kwargs: dict = None, where: str = 
     return nn.Sequential(*layers)
 
 
-@register_special_module
+@register_special_module(aliases={"connectors.*.conv_params": "conv2d_kwargs", "connectors.*.bn_params": "bn2d_kwargs"})
 class Connector4DAB(FeatureLayers):
     """Params: ``connectors: {name: {io, path, conv2d_kwargs, bn2d_kwargs (optional)}}``; ``path`` is a hook
     path on this module (``student_model.layer1``).  Connector outputs reach the io_dict when

@@ -83,7 +83,7 @@ def _required(value, name: str, owner: str, what: str):
     return value
 
 
-@register_special_module
+@register_special_module(aliases={"paraphraser_params": "paraphraser_kwargs", "translator_params": "translator_kwargs"})
 class Teacher4FactorTransfer(SpecialModule):
     """Params: ``minimal`` (None, or ``{sequential, frozen_modules}`` to cut the teacher down),
     ``input_module_path`` (whose output the paraphraser reads, e.g. ``teacher_model.layer4``),
@@ -130,7 +130,7 @@ class Teacher4FactorTransfer(SpecialModule):
             save_atomic(self.paraphraser.state_dict(), self.ckpt_file_path)
 
 
-@register_special_module
+@register_special_module(aliases={"paraphraser_params": "paraphraser_kwargs", "translator_params": "translator_kwargs"})
 class Student4FactorTransfer(SpecialModule):
     """Params: ``input_module_path`` (whose output the translator reads, e.g. ``student_model.layer4``) and
     ``translator_kwargs`` (``Translator4FactorTransfer``'s).  Hook ``translator`` for the student factor."""

@@ -25,7 +25,10 @@ def _adapter_kwargs(config, name: str, required, optional=()):
     return {k: dict(config.get(k) or {}) for k in list(required) + list(optional)}
 
 
-@register_special_module
+@register_special_module(aliases={
+    "feature_adapter_params.conv": "conv_kwargs", "feature_adapter_params.bn": "bn_kwargs",
+    "feature_adapter_params.relu": "relu_kwargs", "feature_adapter_params": "feature_adapter_config",
+    "affinity_adapter_params.conv": "conv_kwargs", "affinity_adapter_params": "affinity_adapter_config"})
 class Student4KTAAD(SpecialModule):
     """Params: ``input_module_path`` (the student feature map both adapters read, its output),
     ``feature_adapter_config: {conv_kwargs, bn_kwargs, relu_kwargs}`` -> ``feature_adapter`` = Conv2d, BatchNorm2d,

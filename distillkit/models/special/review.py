@@ -42,7 +42,9 @@ class AttentionBasedFusion(nn.Module):
         return self.conv2(x), x
 
 
-@register_special_module
+@register_special_module(aliases={"abfs.*.params.in_channel": "in_channels",
+                                  "abfs.*.params.mid_channel": "mid_channels",
+                                  "abfs.*.params.out_channel": "out_channels", "abfs.*.params": "kwargs"})
 class Student4KnowledgeReview(SpecialModule):
     """Params: ``abfs``: a list, shallowest feature first, of ``{path, io, kwargs: {in_channels,
     mid_channels, out_channels}}``; ``sizes``: the fused map size per ABF, deepest first (default
