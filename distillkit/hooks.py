@@ -6,7 +6,7 @@ received (its first positional argument) or returned during the last forward.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Dict, Iterable
+from typing import Dict, Iterable, Optional
 
 from torch import nn
 
@@ -41,11 +41,20 @@ def _not_found(root: nn.Module, path: str, key_path: str) -> ConfigError:
                        "List the paths with: distillkit modules MODEL_NAME.")
 
 
-def named_sequential(model: nn.Module, paths, where: str) -> nn.Sequential:
+def named_sequential(model: nn.Module, paths, where: str, adaptations: Optional[dict] = None) -> nn.Sequential:
     """The modules at ``paths``, in order, nested so that each keeps its dotted path (``layer4`` stays
-    ``layer4``), as torchdistill's ``redesign_model`` builds them."""
+    ``layer4``), as torchdistill's ``redesign_model`` builds them; ``+name`` is the adaptation module ``name``
+    (kept under the name ``+name``, so hooks read ``+name``)."""
     tree = OrderedDict()
+    adaptations = adaptations or {}
     for index, path in enumerate(paths):
+        if path.startswith("+"):
+            if path[1:] not in adaptations:
+                raise ConfigError(f"{where}.sequential lists {path!r}, but {where}.adaptations declares no "
+                                  f"{path[1:]!r}.", key_path=f"{where}.sequential.{index}",
+                                  candidates=nearest_names(path[1:], adaptations))
+            tree[path] = adaptations[path[1:]]
+            continue
         module = find_module(model, path, f"{where}.sequential.{index}")
         node, names = tree, path.split(".")
         for name in names[:-1]:

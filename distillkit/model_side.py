@@ -9,6 +9,7 @@ no autograd graph and always in eval mode.
 """
 from __future__ import annotations
 
+import logging
 from typing import Optional, Union
 
 import torch
@@ -18,8 +19,10 @@ from torch.utils._pytree import tree_map
 from .config.schema import SideSettings
 from .errors import ConfigError, nearest_names
 from .hooks import HookCapture, find_module, named_sequential
-from .registry import SPECIAL_MODULES
+from .registry import ADAPTATIONS, SPECIAL_MODULES
 from .utils import call_with_params
+
+logger = logging.getLogger(__name__)
 
 
 # torchdistill's forward_proc values that mean what distillkit always does: the model gets the images
@@ -28,9 +31,22 @@ from .utils import call_with_params
 FORWARD_PROCS = (None, "forward_batch_only", "forward_batch_supp_dict", "forward_batch4sskd")
 
 
-def _sequential(model: nn.Module, paths, key_path: str) -> nn.Module:
-    """``sequential: [paths]``: only these submodules, in order, each under its own dotted name (torchdistill's)."""
-    return named_sequential(model, paths, key_path) if paths else model
+def _sequential(model: nn.Module, settings: SideSettings, key_path: str) -> nn.Module:
+    """``sequential: [paths]``: only these submodules, in order, each under its own dotted name (torchdistill's);
+    ``+name`` inserts the module ``adaptations.name`` (``{type, params}``: the adaptation registry, then
+    ``torch.nn``)."""
+    adaptations = {}
+    for name, block in (settings.adaptations or {}).items():
+        where = f"{key_path}.adaptations.{name}"
+        if not isinstance(block, dict) or not block.get("type"):
+            raise ConfigError("an adaptation needs {type, params}.", key_path=where)
+        cls = ADAPTATIONS.resolve(block["type"], key_path=f"{where}.type", fallbacks=(("torch.nn", nn),))
+        adaptations[name] = call_with_params(cls, block.get("params"), f"{where}.params")
+    unused = sorted(set(adaptations) - {p[1:] for p in settings.sequential if str(p).startswith("+")})
+    if unused:
+        logger.warning("%s.adaptations %s are not used: sequential lists no %s.", key_path, ", ".join(unused),
+                       ", ".join("+" + n for n in unused))
+    return named_sequential(model, settings.sequential, key_path, adaptations) if settings.sequential else model
 
 
 def _special(model: nn.Module, block: Optional[dict], is_teacher: bool, key_path: str) -> Optional[nn.Module]:
@@ -50,16 +66,14 @@ class ModelSide(nn.Module):
         if not isinstance(settings, SideSettings):
             settings = SideSettings.parse(settings, key_path)
         key_path = settings.key_path
-        if settings.adaptations:
-            raise ConfigError("adaptations are not supported by distillkit; use a special module instead.",
-                              key_path=f"{key_path}.adaptations")
         if settings.forward_proc not in FORWARD_PROCS:
             raise ConfigError(f"forward_proc {settings.forward_proc!r} is not supported for image classification; "
                               f"supported: {', '.join(repr(p) for p in FORWARD_PROCS if p)}.",
                               key_path=f"{key_path}.forward_proc",
                               candidates=nearest_names(settings.forward_proc, [p for p in FORWARD_PROCS if p]))
         requires_grad = not is_teacher if settings.requires_grad is None else settings.requires_grad
-        model = _sequential(model, settings.sequential, key_path)
+        self.__dict__["_model"] = model  # the whole model, unregistered: the side's parameters are root's alone
+        model = _sequential(model, settings, key_path)
         if requires_grad:  # a side states its own freezing: what an earlier stage froze on this model trains again
             model.requires_grad_(True)
         special = _special(model, settings.special, is_teacher, key_path)
@@ -83,8 +97,9 @@ class ModelSide(nn.Module):
 
     @property
     def model(self) -> nn.Module:
-        """The plain model (without special module): what a student checkpoint holds."""
-        return self.root.base_model if self.has_special else self.root
+        """The whole model (without special module, whatever ``sequential`` keeps for training): what a student
+        checkpoint holds and what evaluation runs."""
+        return self._model
 
     @property
     def special(self) -> Optional[nn.Module]:

@@ -33,6 +33,7 @@ class Registry:
     * ``SPECIAL_MODULES``: ``cls(model, is_teacher, **params)`` with ``post_forward(io_dict)``
       (see :class:`distillkit.models.special.SpecialModule`).
     * ``OPTIMIZERS``: ``cls(parameters, **params)``; ``SCHEDULERS``: ``cls(optimizer, **params)``.
+    * ``ADAPTATIONS``: ``cls(**params) -> nn.Module``, a layer a side's ``sequential`` inserts as ``+name``.
     * ``TRANSFORMS``: ``cls(**params)``, a callable on one sample.
     """
 
@@ -113,6 +114,7 @@ TRANSFORMS = Registry("transform")
 OPTIMIZERS = Registry("optimizer")
 SCHEDULERS = Registry("scheduler")
 DATASET_WRAPPERS = Registry("dataset wrapper")
+ADAPTATIONS = Registry("adaptation module")
 
 LOSS_TERMS = ("org", "sub")
 
@@ -134,3 +136,4 @@ register_transform = TRANSFORMS.register
 register_optimizer = OPTIMIZERS.register
 register_scheduler = SCHEDULERS.register
 register_dataset_wrapper = DATASET_WRAPPERS.register
+register_adaptation = ADAPTATIONS.register

@@ -248,3 +248,42 @@ def test_the_sskd_wrapper_leaves_the_shared_dataset_its_transform():
     assert dataset.transform is not None
     assert torch.equal(first[0][0], second[0][0])
     assert torch.equal(first[0][0][0], torch.arange(9.0).reshape(1, 3, 3) * 2)
+
+
+def test_fitnet_stage_trains_an_adaptation_inside_sequential_and_evaluates_the_whole_model(in_tmp, write_yaml):
+    import json
+
+    import torch
+
+    from distillkit.cli import main
+
+    stage1 = """  stage1:
+    num_epochs: 1
+    train_data_loader: {dataset_id: *train, random_sample: True, batch_size: 64, num_workers: 0}
+    val_data_loader: {dataset_id: *val, random_sample: False, batch_size: 200, num_workers: 0}
+    teacher: {sequential: ['conv1', 'bn1', 'relu', 'layer1'], forward_hook: {output: ['layer1']}}
+    student:
+      adaptations:
+        convreg: {type: 'ConvReg', params: {num_input_channels: 16, num_output_channels: 16, kernel_size: 1,
+                                            stride: 1, padding: 0, uses_relu: True}}
+        pool: {type: 'MaxPool2d', params: {kernel_size: 1}}
+      sequential: ['conv1', 'bn1', 'relu', 'layer1', '+convreg', '+pool']
+      forward_hook: {output: ['+pool']}
+    optimizer: {type: 'SGD', params: {lr: 0.05, momentum: 0.9}}
+    criterion:
+      type: 'GeneralizedCustomLoss'
+      org_term: {factor: 0.0}
+      sub_terms:
+        hint:
+          criterion: {type: 'MSELoss', params: {reduction: 'sum'}}
+          params: {input: {is_from_teacher: False, module_path: '+pool', io: 'output'},
+                   target: {is_from_teacher: True, module_path: 'layer1', io: 'output'}}
+          factor: 1.0
+"""
+    text = MULTI_STAGE[:MULTI_STAGE.index("  stage1:")] + stage1 + MULTI_STAGE[MULTI_STAGE.index("  stage2:"):]
+    assert main(["train", write_yaml(text), "--run-dir", "run", "--device", "cpu"]) == 0
+    rows = [json.loads(line) for line in open("run/metrics.jsonl")]
+    assert [r["stage"] for r in rows] == [1, 2] and "loss/hint" in rows[0] and rows[0]["val_top1"] > 0
+    first = torch.load("run/checkpoints/epoch_0000.pt", weights_only=True)
+    assert "fc.weight" in first["model"] and not any(k.startswith("+") for k in first["model"])
+    assert any("+convreg.conv.weight" in k for k in first["student_side"])

@@ -200,10 +200,13 @@ class Trainer:
         return self.exp.optimizer.param_groups[0]["lr"]
 
     def evaluate(self, loader, side: str = "student") -> Dict[str, float]:
+        """Top-1/top-5 of a side's whole model (as torchdistill: not the ``sequential`` part trained in a stage)."""
         module = self.exp.student if side == "student" else self.exp.teacher
         was_training = module.training
         module.eval()
-        result = evaluate(lambda x: module(x)[0], loader, self.ctx, self.exp.amp)
+        module.model.eval()
+        result = evaluate(module.model, loader, self.ctx, self.exp.amp)
+        module.model.train(was_training)
         module.train(was_training)
         return result
 
