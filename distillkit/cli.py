@@ -27,6 +27,8 @@ def _add_common(parser: argparse.ArgumentParser, positional_config: bool = True)
                         help="override a config value (repeatable); the value is parsed as YAML")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
+    parser.add_argument("--strict", action="store_true",
+                        help="refuse config keys distillkit does not read (default: a warning names each)")
 
 
 def add_train_options(parser: argparse.ArgumentParser, positional_config: bool = True) -> None:
@@ -89,7 +91,7 @@ def train(args: argparse.Namespace) -> int:
                                 run_dir=args.run_dir, debug=args.debug, log_file=args.log, scale_lr=args.scale_lr,
                                 test_only=args.test_only, student_only=args.student_only,
                                 start_epoch=args.start_epoch, resume=args.resume,
-                                allow_config_change=args.allow_config_change)
+                                allow_config_change=args.allow_config_change, strict=args.strict)
     if not is_main_process():
         return 0
     if results.get("preempted"):
@@ -110,12 +112,12 @@ def run(args: argparse.Namespace) -> int:
         return train(args)
     if args.command == "eval":
         result = evaluate_from_config(args.config, ckpt=args.ckpt, teacher=args.teacher, overrides=args.overrides,
-                                      device=args.device)
+                                      device=args.device, strict=args.strict)
         if is_main_process():
             print(f"top-1 {result['top1']:.2f}% top-5 {result['top5']:.2f}% on {result['count']} images")
         return 0
     if args.command == "check":
-        print(check_config(args.config, args.overrides, args.device, seed=args.seed))
+        print(check_config(args.config, args.overrides, args.device, seed=args.seed, strict=args.strict))
         return 0
     if args.command == "modules":
         params = {}

@@ -87,22 +87,24 @@ def train_from_config(config_path: str, *, overrides: Iterable[str] = (), device
                       seed: int = 0, run_dir: Optional[str] = None, debug: bool = False,
                       log_file: Optional[str] = None, scale_lr: Optional[bool] = None, test_only: bool = False,
                       student_only: bool = False, start_epoch: int = 0, resume: Optional[str] = None,
-                      allow_config_change: bool = False, callbacks: Iterable[object] = ()) -> Dict[str, object]:
+                      allow_config_change: bool = False, strict: bool = False,
+                      callbacks: Iterable[object] = ()) -> Dict[str, object]:
     """Load, build, train (unless ``test_only``) and test; returns ``{'student': metrics, 'teacher': metrics}``
     (or ``{'preempted': True, 'run_dir': ...}`` after a SIGTERM stop).
 
     ``resume``: ``'latest'`` (``run_dir/checkpoints/last.pt``; a directory without one starts from scratch) or a
     checkpoint path, whose run directory is reused unless ``run_dir`` is given.  A resumed run must have the
-    config it started with, unless ``allow_config_change``.  ``scale_lr``: multiply the learning rate by the
-    world size (None: the config's ``train.scale_lr``).  A training run holds its run directory exclusively and
-    writes its results to ``<run_dir>/results.json``; an error that stops it is written to its train.log too."""
+    config it started with, unless ``allow_config_change``; ``strict`` refuses config keys distillkit does not
+    read.  ``scale_lr``: multiply the learning rate by the world size (None: the config's ``train.scale_lr``).
+    A training run holds its run directory exclusively and writes its results to ``<run_dir>/results.json``; an
+    error that stops it is written to its train.log too."""
     ctx = setup_distributed(device)
     if hasattr(signal, "SIGXFSZ"):  # a file-size limit makes a write fail (a clear error) instead of killing us
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     held, run_log = None, None
     try:
         setup_logging(log_file, ctx.is_main, debug)
-        config = load_config(config_path, overrides)
+        config = load_config(config_path, overrides, strict=strict)
         seed_everything(seed)
         if test_only:
             experiment = build_experiment(config, ctx, seed, scale_lr, for_training=False)
@@ -180,12 +182,13 @@ def _log_failure(handler: logging.Handler, exc: BaseException) -> None:
 
 
 def evaluate_from_config(config_path: str, *, ckpt: Optional[str] = None, teacher: bool = False,
-                         overrides: Iterable[str] = (), device: Optional[str] = None) -> Dict[str, float]:
+                         overrides: Iterable[str] = (), device: Optional[str] = None,
+                         strict: bool = False) -> Dict[str, float]:
     """Top-1/top-5 on the test loader of the student (or ``teacher``), optionally from ``ckpt``."""
     ctx = setup_distributed(device)
     try:
         setup_logging(None, ctx.is_main)
-        config = load_config(config_path, overrides)
+        config = load_config(config_path, overrides, strict=strict)
         experiment = build_experiment(config, ctx, for_training=False)
         side = experiment.teacher if teacher else experiment.student
         if side is None:

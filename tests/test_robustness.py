@@ -2,6 +2,7 @@
 import json
 import logging
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -244,10 +245,13 @@ def test_a_file_size_limit_while_saving_is_one_paragraph_in_the_log_too(in_tmp, 
 
 def test_check_is_repeatable_with_a_seed(in_tmp, write_yaml, capsys):
     config = write_yaml(QUICK)
-    assert main(["check", config, "--device", "cpu", "--seed", "3"]) == 0
-    first = capsys.readouterr().out
-    assert main(["check", config, "--device", "cpu", "--seed", "3"]) == 0
-    assert capsys.readouterr().out == first
+
+    def report():  # the report, without the timestamped log lines around it
+        assert main(["check", config, "--device", "cpu", "--seed", "3"]) == 0
+        return [line for line in capsys.readouterr().out.splitlines() if not re.match(r"\d{4}-\d\d-\d\d ", line)]
+
+    first = report()
+    assert "check passed." in first and report() == first
 
 
 def test_eval_says_which_weights_it_evaluates(in_tmp, write_yaml, capsys):
@@ -274,3 +278,11 @@ def test_resume_accepts_a_config_whose_tags_build_objects(in_tmp, write_yaml, ca
     config = write_yaml(text)
     assert main(["train", config, "--run-dir", "r", "--device", "cpu"]) == 0
     assert main(["train", config, "--run-dir", "r", "--resume", "--device", "cpu"]) == 0
+
+
+def test_a_key_distillkit_does_not_read_is_warned_about_or_refused_with_strict(in_tmp, write_yaml, capsys):
+    config = write_yaml(QUICK.replace("  log_freq: 5", "  log_freq: 5\n  frobnicate: 3"))
+    assert main(["check", config, "--device", "cpu"]) == 0
+    assert "train.frobnicate is not one distillkit reads; it is ignored" in capsys.readouterr().out
+    status, err = error_of(["check", config, "--device", "cpu", "--strict"], capsys)
+    assert status == 2 and "key 'train.frobnicate'" in err and "--strict" in err

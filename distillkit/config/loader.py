@@ -158,8 +158,9 @@ def load_yaml_file(path: str, including: Tuple[str, ...] = ()) -> Tuple[object, 
     return data, lines
 
 
-def load_config(path: str, overrides: Iterable[str] = (), validate: bool = True) -> Config:
-    """Load ``path``, apply ``--set key.path=value`` overrides, and validate.
+def load_config(path: str, overrides: Iterable[str] = (), validate: bool = True, strict: bool = False) -> Config:
+    """Load ``path``, apply ``--set key.path=value`` overrides, and validate (``strict``: refuse keys distillkit
+    does not read, instead of warning about them).
 
     Raises :class:`ConfigError` naming the file, line and key path of any problem.
     """
@@ -172,5 +173,5 @@ def load_config(path: str, overrides: Iterable[str] = (), validate: bool = True)
     config = Config(data, file=path, lines=lines)
     apply_overrides(config, overrides)
     if validate:
-        validate_config(config)
+        validate_config(config, strict)
     return config

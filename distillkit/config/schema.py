@@ -72,8 +72,11 @@ class Section:
         return {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
 
     @classmethod
-    def parse(cls, block: Optional[dict], key_path: str) -> "Section":
-        """Check ``block`` against the fields and return the settings; errors name the key path."""
+    def parse(cls, block: Optional[dict], key_path: str, unknown: str = "debug") -> "Section":
+        """Check ``block`` against the fields and return the settings; errors name the key path.
+
+        A key the schema does not know, and not close to one it knows (a typo: an error), is reported as
+        ``unknown`` says: ``debug`` (logged at debug level), ``warn`` (a warning) or ``error`` (``--strict``)."""
         block = {} if block is None else block
         if not isinstance(block, dict):
             raise ConfigError(f"expected a mapping, found {type(block).__name__} {block!r}.", key_path=key_path)
@@ -90,13 +93,13 @@ class Section:
                 if required:
                     raise cls._missing(block, name, key_path)
                 if isinstance(kind, type) and spec.default_factory is not dataclasses.MISSING:
-                    values[name] = kind.parse(None, path)
+                    values[name] = kind.parse(None, path, unknown)
                 continue
             value = _check_value(value, kind, spec.metadata["min"], path)
-            values[name] = kind.parse(value, path) if isinstance(kind, type) else value
+            values[name] = kind.parse(value, path, unknown) if isinstance(kind, type) else value
         for name in block:
             if name not in fields:
-                cls._unknown(name, key_path)
+                cls._unknown(name, key_path, unknown)
         return cls(raw=block, key_path=key_path, **values)
 
     @classmethod
@@ -112,11 +115,17 @@ class Section:
                            hint=REQUIRED_HINTS.get(join_path(key_path, name), ""))
 
     @classmethod
-    def _unknown(cls, name: str, key_path: str) -> None:
+    @classmethod
+    def _unknown(cls, name: str, key_path: str, unknown: str) -> None:
+        path = join_path(key_path, name)
         close = [c for c in nearest_names(name, cls.schema_fields(), n=3) if c != name]
         if close:
-            raise ConfigError(f"unknown key {name!r}.", key_path=join_path(key_path, name), candidates=close)
-        logger.debug("config key %s is not one distillkit reads; it is kept but ignored", join_path(key_path, name))
+            raise ConfigError(f"unknown key {name!r}.", key_path=path, candidates=close)
+        if unknown == "error":
+            raise ConfigError(f"{name!r} is not a key distillkit reads (--strict refuses it).", key_path=path,
+                              hint="Remove it, or run without --strict to have it ignored with a warning.")
+        log = logger.warning if unknown == "warn" else logger.debug
+        log("config key %s is not one distillkit reads; it is ignored (--strict refuses such keys)", path)
 
     def get(self, name: str, default=None):
         """The value as written in the block (for keys outside the schema, such as a plugin's own)."""
@@ -255,9 +264,9 @@ class RunSettings(Section):
     stages: List[TrainSettings] = field(default_factory=list, repr=False, metadata={"internal": True})
 
     @classmethod
-    def parse(cls, block, key_path):
-        settings = super().parse(block, key_path)
-        settings.stages = [TrainSettings.parse(stage, path) for path, stage in stage_blocks(settings.train)]
+    def parse(cls, block, key_path, unknown: str = "debug"):
+        settings = super().parse(block, key_path, unknown)
+        settings.stages = [TrainSettings.parse(stage, path, unknown) for path, stage in stage_blocks(settings.train)]
         return settings
 
 

@@ -15,7 +15,7 @@ from .schema import ModelSettings, RunSettings
 MODEL_ROLES = ("teacher_model", "student_model", "model")
 
 
-def _check_models(models: dict) -> None:
+def _check_models(models: dict, unknown: str) -> None:
     if "student_model" not in models and "model" not in models:
         raise ConfigError("no model to train: declare models.student_model (or models.model).",
                           key_path="models", candidates=nearest_names("student_model", models.keys(), n=3))
@@ -24,7 +24,7 @@ def _check_models(models: dict) -> None:
             raise ConfigError(f"unknown model role {name!r}; models are teacher_model, student_model "
                               f"(or model for training alone).", key_path=join_path("models", name),
                               candidates=nearest_names(name, MODEL_ROLES, n=2))
-        ModelSettings.parse(block, f"models.{name}")
+        ModelSettings.parse(block, f"models.{name}", unknown)
 
 
 def _check_datasets(datasets: dict) -> None:
@@ -45,11 +45,11 @@ def _check_datasets(datasets: dict) -> None:
                                   key_path=f"{split_path}.params")
 
 
-def parse_settings(config) -> RunSettings:
+def parse_settings(config, unknown: str = "debug") -> RunSettings:
     """The typed settings of ``config``; raises :class:`ConfigError` located in the config's file."""
     try:
-        settings = RunSettings.parse(config, "")
-        _check_models(config["models"])
+        settings = RunSettings.parse(config, "", unknown)
+        _check_models(config["models"], unknown)
         _check_datasets(config["datasets"])
         return settings
     except ConfigError as exc:
@@ -57,6 +57,7 @@ def parse_settings(config) -> RunSettings:
         raise exc.locate(file=getattr(config, "file", None), line=line)
 
 
-def validate_config(config) -> None:
-    """Raise :class:`ConfigError` on the first structural problem in ``config``."""
-    parse_settings(config)
+def validate_config(config, strict: bool = False) -> None:
+    """Raise :class:`ConfigError` on the first structural problem in ``config``; keys distillkit does not read are
+    warned about (refused when ``strict``)."""
+    parse_settings(config, "error" if strict else "warn")

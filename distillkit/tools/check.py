@@ -7,6 +7,7 @@ import torch
 
 from ..config import load_config
 from ..engine.distributed import setup_distributed
+from ..engine.logs import setup_logging
 from ..engine.trainer import Trainer
 from ..errors import DistillkitError
 from ..experiment import build_experiment, build_shared
@@ -31,11 +32,12 @@ def format_table(rows, header) -> str:
     return "\n".join(lines)
 
 
-def check_config(config_path: str, overrides=(), device: str = None, seed: int = 0) -> str:
+def check_config(config_path: str, overrides=(), device: str = None, seed: int = 0, strict: bool = False) -> str:
     """The report of one training step of every stage (the same for the same ``seed``); raises the guided error of
     whatever fails."""
     ctx = setup_distributed(device)
-    config = load_config(config_path, overrides)
+    setup_logging(None, ctx.is_main)
+    config = load_config(config_path, overrides, strict=strict)
     seed_everything(seed)
     shared = build_shared(config, ctx)
     reports = []
