@@ -122,12 +122,13 @@ def train_from_config(config_path: str, *, overrides: Iterable[str] = (), device
                           allow_config_change=allow_config_change)
             logger.info("run directory: %s", run_dir)
         shared = build_shared(config, ctx)
-        stages = range(first_stage(shared.run.stages, resume_path), len(shared.run.stages))
+        resume_state = load_checkpoint(resume_path, "resume checkpoint") if resume_path else None  # read once
+        stages = range(first_stage(shared.run.stages, resume_state), len(shared.run.stages))
         for stage in stages:  # torchdistill's train.stage1, stage2, ...: one after the other on the same models
             experiment = build_experiment(config, ctx, seed, scale_lr, for_training=True, stage=stage, shared=shared)
             trainer = Trainer(experiment, run_dir=run_dir, start_epoch=start_epoch, callbacks=callbacks)
             if resume_path and stage == stages[0]:
-                trainer.resume(resume_path)
+                trainer.resume(resume_path, resume_state)
             student = trainer.fit(test=stage == stages[-1])
             if student.get("preempted"):
                 return {"preempted": True, "run_dir": run_dir}
@@ -148,11 +149,11 @@ def train_from_config(config_path: str, *, overrides: Iterable[str] = (), device
         cleanup()
 
 
-def first_stage(stages, resume_path: Optional[str]) -> int:
-    """The stage a run starts with: 0, or when resuming, the stage of the next epoch to train."""
-    if not resume_path:
+def first_stage(stages, state: Optional[dict]) -> int:
+    """The stage a run starts with: 0, or when resuming from the checkpoint ``state``, the stage of the next epoch
+    to train."""
+    if state is None:
         return 0
-    state = load_checkpoint(resume_path, "resume checkpoint")
     next_epoch = int(state.get("epoch_in_progress", int(state.get("epoch", -1)) + 1))
     end = 0
     for index, stage in enumerate(stages):

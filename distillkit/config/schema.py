@@ -127,10 +127,6 @@ class Section:
         log = logger.warning if unknown == "warn" else logger.debug
         log("config key %s is not one distillkit reads; it is ignored (--strict refuses such keys)", path)
 
-    def get(self, name: str, default=None):
-        """The value as written in the block (for keys outside the schema, such as a plugin's own)."""
-        return self.raw.get(name, default)
-
 
 REQUIRED_HINTS = {
     "datasets": "Declare datasets.<name>.{type, splits.<split>.{dataset_id, params}}.",

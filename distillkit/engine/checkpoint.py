@@ -132,9 +132,11 @@ def run_state(exp, step: OptimizerStep, epoch: int, global_step: int, best: Best
     return state
 
 
-def restore_run_state(path: str, exp, step: OptimizerStep, best: BestMetric) -> ResumePoint:
-    """Load a run checkpoint into the experiment, the optimizer step and the best-metric tracker."""
-    state = load_checkpoint(path, "resume checkpoint")
+def restore_run_state(path: str, exp, step: OptimizerStep, best: BestMetric,
+                      state: Optional[dict] = None) -> ResumePoint:
+    """Load a run checkpoint into the experiment, the optimizer step and the best-metric tracker (``state``: the
+    checkpoint ``path`` holds, when the caller read it already)."""
+    state = load_checkpoint(path, "resume checkpoint") if state is None else state
     missing = [k for k in ("student_side", "optimizer", "epoch", "rng") if k not in state]
     if missing:
         raise CheckpointError(f"resume checkpoint {path!r} is not a distillkit run checkpoint "

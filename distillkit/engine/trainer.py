@@ -239,9 +239,10 @@ class Trainer:
             if side is not None and hasattr(side.special, "post_epoch_process"):
                 side.special.post_epoch_process()
 
-    def resume(self, path: str) -> None:
-        """Restore everything a run checkpoint holds; training continues where it stopped."""
-        point = restore_run_state(path, self.exp, self.step, self.best)
+    def resume(self, path: str, state: Optional[dict] = None) -> None:
+        """Restore everything a run checkpoint holds (``state``: its content, if read already); training continues
+        where it stopped."""
+        point = restore_run_state(path, self.exp, self.step, self.best, state)
         self.start_epoch, self.global_step, self.skipped = point.start_epoch, point.global_step, point.skipped_steps
         self.pending = point.pending
         if self.metrics and self.metrics.enabled:
