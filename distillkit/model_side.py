@@ -50,10 +50,11 @@ def _sequential(model: nn.Module, settings: SideSettings, key_path: str) -> nn.M
 
 
 def _special(model: nn.Module, block: Optional[dict], is_teacher: bool, key_path: str) -> Optional[nn.Module]:
+    """The special module of ``block`` around ``model``; ``key_path`` ends with the key the file uses."""
     if not block or not block.get("type"):
         return None
-    cls = SPECIAL_MODULES.resolve(block["type"], key_path=f"{key_path}.special.type")
-    return call_with_params(cls, block.get("params"), f"{key_path}.special.params", model, is_teacher,
+    cls = SPECIAL_MODULES.resolve(block["type"], key_path=f"{key_path}.type")
+    return call_with_params(cls, block.get("params"), f"{key_path}.params", model, is_teacher,
                             aliases=SPECIAL_MODULES.meta(block["type"]).get("aliases"))
 
 
@@ -76,7 +77,7 @@ class ModelSide(nn.Module):
         model = _sequential(model, settings, key_path)
         if requires_grad:  # a side states its own freezing: what an earlier stage froze on this model trains again
             model.requires_grad_(True)
-        special = _special(model, settings.special, is_teacher, key_path)
+        special = _special(model, settings.special, is_teacher, f"{key_path}.{settings.special_key}")
         self.has_special = special is not None
         self.root = special if special is not None else model
         self.is_teacher = is_teacher

@@ -166,6 +166,7 @@ class SideSettings(Section):
     """``train.teacher`` / ``train.student``: how a model becomes one side of distillation."""
     sequential: list = setting("list", factory=list)
     special: Optional[dict] = setting("mapping")
+    auxiliary_model_wrapper: Optional[dict] = setting("mapping")  # torchdistill's later name for special
     forward_hook: dict = setting("mapping", factory=dict)
     wrapper: Optional[str] = setting("str")
     requires_grad: Optional[bool] = setting("bool")  # None: the teacher frozen, the student trainable
@@ -175,11 +176,31 @@ class SideSettings(Section):
     sync_bn: bool = setting("bool", False)
     forward_proc: Optional[str] = setting("str")  # torchdistill's: how the batch reaches the model (model_side.py)
 
+    def __post_init__(self):
+        if self.auxiliary_model_wrapper is not None:
+            if self.special is not None:
+                raise ConfigError("both 'special' and 'auxiliary_model_wrapper' are given; they are two names of one "
+                                  "key (the special module): keep one.",
+                                  key_path=join_path(self.key_path, "auxiliary_model_wrapper"))
+            self.special = self.auxiliary_model_wrapper
+
+    @property
+    def special_key(self) -> str:
+        """The special module's key as the file writes it (for error messages)."""
+        return "special" if self.auxiliary_model_wrapper is None else "auxiliary_model_wrapper"
+
 
 @dataclass
 class TypedBlock(Section):
     type: str = setting("str", required=True)
     params: dict = setting("mapping", factory=dict)
+
+
+@dataclass
+class OptimizerSettings(TypedBlock):
+    """``train.optimizer``; torchdistill's ``grad_accum_step`` / ``max_grad_norm`` live here too."""
+    grad_accum_step: int = setting("int", 1, min=1)  # backward passes per optimizer step, loss / grad_accum_step
+    max_grad_norm: Optional[float] = setting("number", min=0)  # the same clipping as train.clip_grad_norm
 
 
 @dataclass
@@ -193,6 +214,7 @@ class CriterionSettings(Section):
     params: dict = setting("mapping", factory=dict)
     org_term: Optional[dict] = setting("mapping")
     sub_terms: Optional[dict] = setting("mapping")
+    func2extract_org_loss: Optional[str] = setting("str")  # how the org term reads the outputs (losses/org_loss.py)
 
 
 @dataclass
@@ -223,7 +245,7 @@ class TrainSettings(Section):
     teacher: SideSettings = setting(SideSettings, factory=SideSettings)
     student: SideSettings = setting(SideSettings, factory=SideSettings)
     model: Optional[SideSettings] = setting(SideSettings)  # torchdistill 0.x: the side of models.model
-    optimizer: TypedBlock = setting(TypedBlock, required=True)
+    optimizer: OptimizerSettings = setting(OptimizerSettings, required=True)
     scheduler: Optional[SchedulerSettings] = setting(SchedulerSettings)
     criterion: CriterionSettings = setting(CriterionSettings, required=True)
     apex: Optional[dict] = setting("mapping")
@@ -240,6 +262,15 @@ class TrainSettings(Section):
     teacher_inference_mode: bool = setting("bool", False)
     teacher_cache: Optional[TeacherCacheSettings] = setting(TeacherCacheSettings)
     best_metric: BestMetricSettings = setting(BestMetricSettings, factory=BestMetricSettings)
+
+    def __post_init__(self):
+        clip = self.optimizer.max_grad_norm if self.optimizer is not None else None
+        if clip is not None:
+            if self.clip_grad_norm is not None and self.clip_grad_norm != clip:
+                raise ConfigError(f"train.clip_grad_norm ({self.clip_grad_norm}) and optimizer.max_grad_norm ({clip}) "
+                                  f"are two names of one setting with different values: keep one.",
+                                  key_path=join_path(self.optimizer.key_path, "max_grad_norm"))
+            self.clip_grad_norm = clip
 
 
 @dataclass

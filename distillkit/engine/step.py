@@ -13,43 +13,73 @@ import torch
 
 
 class OptimizerStep:
-    """``step(loss)``: backward, unscale, clip to ``clip_grad_norm`` (when set), optimizer step."""
+    """``step(loss)``: backward; every ``grad_accum_step``-th call also unscale, clip to ``clip_grad_norm`` (when
+    set), optimizer step and zero_grad.
 
-    def __init__(self, optimizer: torch.optim.Optimizer, scaler=None, clip_grad_norm: Optional[float] = None):
+    With ``grad_accum_step`` N > 1 each loss is divided by N before its backward, as torchdistill does
+    (``optimizer.grad_accum_step``), so N batches of size B give the gradient of one batch of N x B.  The count
+    runs on across epochs (torchdistill's ``stage_grad_count``); gradients accumulated but not yet applied are part
+    of :meth:`state_dict`, so a resume goes on with them.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, scaler=None, clip_grad_norm: Optional[float] = None,
+                 grad_accum_step: int = 1):
         self.optimizer = optimizer
         self.scaler = scaler
         self.clip_grad_norm = clip_grad_norm
+        self.grad_accum_step = max(int(grad_accum_step), 1)
+        self.pending = 0  # backward passes since the last optimizer step
+        self.zero_grad()
+
+    def _parameters(self):
+        return [p for group in self.optimizer.param_groups for p in group["params"]]
 
     def zero_grad(self) -> None:
         self.optimizer.zero_grad(set_to_none=True)
 
     def _clip(self) -> None:
         if self.clip_grad_norm:
-            parameters = [p for group in self.optimizer.param_groups for p in group["params"]]
-            torch.nn.utils.clip_grad_norm_(parameters, float(self.clip_grad_norm))
+            torch.nn.utils.clip_grad_norm_(self._parameters(), float(self.clip_grad_norm))
 
-    def __call__(self, loss: torch.Tensor) -> None:
+    def __call__(self, loss: torch.Tensor) -> bool:
+        """Backward ``loss``; returns whether the optimizer stepped."""
+        if self.grad_accum_step > 1:
+            loss = loss / self.grad_accum_step
+        (loss if self.scaler is None else self.scaler.scale(loss)).backward()
+        self.pending += 1
+        if self.pending < self.grad_accum_step:
+            return False
+        self.pending = 0
         if self.scaler is None:
-            loss.backward()
             self._clip()
             self.optimizer.step()
-            return
-        self.scaler.scale(loss).backward()
-        self.scaler.unscale_(self.optimizer)
-        self._clip()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+        else:
+            self.scaler.unscale_(self.optimizer)
+            self._clip()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        self.zero_grad()
+        return True
 
     def state_dict(self) -> dict:
         state = {"optimizer": self.optimizer.state_dict()}
         if self.scaler is not None:
             state["scaler"] = self.scaler.state_dict()
+        if self.pending:
+            state["accumulated"] = {"count": self.pending, "grads": [
+                None if p.grad is None else p.grad.detach().clone() for p in self._parameters()]}
         return state
 
     def load_state_dict(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scaler is not None and "scaler" in state:
             self.scaler.load_state_dict(state["scaler"])
+        accumulated = state.get("accumulated")
+        self.pending = int(accumulated["count"]) if accumulated else 0
+        self.zero_grad()
+        if accumulated:
+            for parameter, grad in zip(self._parameters(), accumulated["grads"]):
+                parameter.grad = None if grad is None else grad.to(parameter.device)
 
 
 def step_scheduler(scheduler, count: int, per_iteration: bool, metric=None) -> None:

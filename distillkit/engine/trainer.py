@@ -44,8 +44,8 @@ class Trainer:
         self.start_epoch = max(start_epoch, experiment.epoch_offset)  # epochs are numbered across stages
         self.global_step = 0
         self.callbacks = list(callbacks)
-        self.step = OptimizerStep(experiment.optimizer, experiment.amp.grad_scaler(),
-                                  self.settings.clip_grad_norm) if experiment.optimizer is not None else None
+        self.step = OptimizerStep(experiment.optimizer, experiment.amp.grad_scaler(), self.settings.clip_grad_norm,
+                                  self.settings.optimizer.grad_accum_step) if experiment.optimizer is not None else None
         self.best = experiment.new_best_metric()
         self.metrics = MetricsLog(os.path.join(run_dir, "metrics.jsonl"), self.ctx.is_main) if run_dir else None
         self.tensorboard = TensorBoardLog(run_dir, self.ctx.is_main) if run_dir else None
@@ -82,7 +82,6 @@ class Trainer:
     def train_step(self, images, targets, supp_dict: Optional[dict] = None) -> Optional[Dict[str, torch.Tensor]]:
         exp = self.exp
         loss, terms, _, _ = self.forward(images, targets, supp_dict)
-        self.step.zero_grad()
         if self.settings.skip_nonfinite and not bool(torch.isfinite(loss)):  # a host sync, only when skipping
             self.skipped += 1
             message = self.nonfinite_message(terms, f"at global step {self.global_step + 1}")
@@ -92,9 +91,9 @@ class Trainer:
             logger.warning("skipping step: %s (%d of at most %d)", message, self.skipped,
                            self.settings.skip_nonfinite)
             return None
-        self.step(loss)
-        self.global_step += 1
-        if exp.ema is not None:
+        stepped = self.step(loss)
+        self.global_step += 1  # counts batches (torchdistill's stage_grad_count), also under grad_accum_step
+        if exp.ema is not None and stepped:
             exp.ema.update(exp.student.model, step=self.global_step)
         if exp.scheduling_step > 0 and self.global_step % exp.scheduling_step == 0:
             step_scheduler(exp.scheduler, self.global_step, per_iteration=True, metric=lambda: loss.item())

@@ -18,11 +18,12 @@ from typing import Optional
 
 from torch import nn
 
-from ..errors import ConfigError
+from ..errors import ConfigError, nearest_names
 from ..registry import LOSSES
 from ..utils import call_with_params
 from .composite import GeneralizedCustomLoss
 from .features import select_features
+from .org_loss import ORG_LOSS_EXTRACTORS, extract_org_loss_dict, extract_simple_org_loss
 from ..errors import ShapeMismatchError
 
 
@@ -119,22 +120,44 @@ def _nn_losses():
     return _NNLosses()
 
 
-def _factor(term: dict, key_path: str) -> float:
+def _factor(term: dict, key_path: str, per_key: bool = False):
+    """A term's ``factor``: a number (an org term also takes ``{output key: number}``, as torchdistill)."""
     factor = term.get("factor", 1.0)
+    if per_key and isinstance(factor, dict):
+        return {str(key): _factor({"factor": value}, f"{key_path}.factor.{key}") for key, value in factor.items()}
     if isinstance(factor, bool) or not isinstance(factor, (int, float)):
         raise ConfigError(f"expected a number, found {factor!r}.", key_path=f"{key_path}.factor")
     return float(factor)
+
+
+def _org_extractor(block: dict, key_path: str):
+    name = block.get("func2extract_org_loss")
+    if name is None:
+        return extract_simple_org_loss
+    if name not in ORG_LOSS_EXTRACTORS:
+        raise ConfigError(f"func2extract_org_loss {name!r} is not supported.",
+                          key_path=f"{key_path}.func2extract_org_loss",
+                          candidates=nearest_names(str(name), ORG_LOSS_EXTRACTORS) or sorted(ORG_LOSS_EXTRACTORS))
+    return ORG_LOSS_EXTRACTORS[name]
+
+
+def _is_zero(factor) -> bool:
+    return all(v == 0 for v in factor.values()) if isinstance(factor, dict) else factor == 0
 
 
 def build_criterion(block: dict, key_path: str = "train.criterion") -> GeneralizedCustomLoss:
     """``GeneralizedCustomLoss`` from its block; any other ``type`` is a single org term of factor 1."""
     if block.get("type") != "GeneralizedCustomLoss":
         return GeneralizedCustomLoss(org_term=(build_term(block, key_path, org=True), 1.0))
+    extractor = _org_extractor(block, key_path)
     org_term = None
     org_block = block.get("org_term")
+    org_path = f"{key_path}.org_term"
     if org_block and org_block.get("criterion"):
-        org_path = f"{key_path}.org_term"
-        org_term = (build_term(org_block["criterion"], f"{org_path}.criterion", org=True), _factor(org_block, org_path))
+        org_term = (build_term(org_block["criterion"], f"{org_path}.criterion", org=True),
+                    _factor(org_block, org_path, per_key=True))
+    elif org_block and extractor is extract_org_loss_dict:  # the model's own losses: no criterion to build
+        org_term = (None, _factor(org_block, org_path, per_key=True))
     sub_terms = {}
     for name, term in (block.get("sub_terms") or {}).items():
         term_path = f"{key_path}.sub_terms.{name}"
@@ -144,7 +167,7 @@ def build_criterion(block: dict, key_path: str = "train.criterion") -> Generaliz
                                       term_params=term.get("params")), _factor(term, term_path))
     if org_term is None and not sub_terms:
         raise ConfigError("GeneralizedCustomLoss has neither an org_term nor sub_terms.", key_path=key_path)
-    if all(factor == 0 for _, factor in ([org_term] if org_term else []) + list(sub_terms.values())):
+    if all(_is_zero(factor) for _, factor in ([org_term] if org_term else []) + list(sub_terms.values())):
         raise ConfigError("every term of the criterion has factor 0: nothing would be trained.", key_path=key_path,
                           hint="Give at least one term a non-zero factor.")
-    return GeneralizedCustomLoss(org_term, sub_terms)
+    return GeneralizedCustomLoss(org_term, sub_terms, extractor)

@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 import inspect
-from typing import Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple, Union
 
 import torch
 from torch import nn
+
+from .org_loss import extract_org_loss_dict, extract_simple_org_loss
+
+OrgFactor = Union[float, Dict[str, float]]
 
 
 def takes_supp_dict(criterion: nn.Module) -> bool:
@@ -19,21 +23,39 @@ def takes_supp_dict(criterion: nn.Module) -> bool:
 class GeneralizedCustomLoss(nn.Module):
     """``L = org_factor * org(z_s, z_t, y) + sum_i factor_i * sub_i(io_s, io_t, y)``.
 
+    ``org`` reads the outputs through ``extract_org_loss`` (losses/org_loss.py: on each output of a
+    tuple, each entry of a dict, ...), its losses summed.
+
     ``forward`` returns ``(total, {term name: value})``; the org term is named
     ``'org'``.  Terms with factor 0 are not computed.  A sub term whose ``forward``
     takes ``supp_dict`` also receives the batch's supplementary dict (indices,
     contrast indices, ... from a dataset wrapper).
     """
 
-    def __init__(self, org_term: Optional[Tuple[nn.Module, float]] = None,
-                 sub_terms: Optional[Dict[str, Tuple[nn.Module, float]]] = None):
+    def __init__(self, org_term: Optional[Tuple[Optional[nn.Module], OrgFactor]] = None,
+                 sub_terms: Optional[Dict[str, Tuple[nn.Module, float]]] = None,
+                 extract_org_loss: Callable = extract_simple_org_loss):
         super().__init__()
         self.org_criterion = org_term[0] if org_term else None
-        self.org_factor = float(org_term[1]) if org_term else 0.0
+        factor = org_term[1] if org_term else 0.0
+        self.org_factor = {k: float(v) for k, v in factor.items()} if isinstance(factor, dict) else float(factor)
+        self.extract_org_loss = extract_org_loss
         sub_terms = sub_terms or {}
         self.sub_criteria = nn.ModuleDict({name: crit for name, (crit, _) in sub_terms.items()})
         self.sub_factors = {name: float(factor) for name, (_, factor) in sub_terms.items()}
         self.supp_readers = {name for name, crit in self.sub_criteria.items() if takes_supp_dict(crit)}
+
+    @property
+    def org_active(self) -> bool:
+        reads = self.org_criterion is not None or self.extract_org_loss is extract_org_loss_dict
+        return reads and self.org_factor != 0
+
+    def org_loss(self, student_output, teacher_output, targets) -> torch.Tensor:
+        """The org term: the extracted losses, summed with ``org_factor`` (a number, or a factor per key)."""
+        losses = self.extract_org_loss(self.org_criterion, student_output, teacher_output, targets)
+        if isinstance(self.org_factor, dict):
+            return sum(self.org_factor.get(str(key), 0.0) * value for key, value in losses.items())
+        return self.org_factor * sum(losses.values())
 
     def teacher_feature_readers(self):
         """Names of the active sub terms that read the teacher's io_dict (a term says so with
@@ -44,8 +66,8 @@ class GeneralizedCustomLoss(nn.Module):
     def forward(self, student_output, teacher_output, student_io: dict, teacher_io: dict, targets,
                 supp_dict: Optional[dict] = None):
         terms = {}
-        if self.org_criterion is not None and self.org_factor != 0:
-            terms["org"] = self.org_factor * self.org_criterion(student_output, teacher_output, targets)
+        if self.org_active:
+            terms["org"] = self.org_loss(student_output, teacher_output, targets)
         for name, criterion in self.sub_criteria.items():
             if self.sub_factors[name] == 0:
                 continue

@@ -61,7 +61,6 @@ def _one_step(experiment, ctx, config_path: str) -> str:
     if not torch.isfinite(loss):
         raise DistillkitError(f"{config_path}: the loss of the first batch is {loss.item()}: check the data and the "
                               f"loss terms.")
-    trainer.step.zero_grad()
     trainer.step(loss)
     rows = _rows("teacher", teacher_io) + _rows("student", student_io)
     report = [f"config {config_path}: one training step on a batch of {images.shape[0]} images, nothing saved.",
