@@ -20,6 +20,7 @@ from .config import load_config
 from .engine.distributed import cleanup, setup_distributed
 from .engine.logs import add_file_handler, setup_logging
 from .engine.run_dir import RunDirectory, resolve_resume
+from .config.tags import LAZY_TAGS, represent_lazy
 from .engine.trainer import Trainer
 from .errors import DistillkitError
 from .experiment import build_experiment, build_shared, experiment_name, student_block
@@ -36,6 +37,23 @@ class _ConfigDumper(yaml.SafeDumper):
 
 _ConfigDumper.add_multi_representer(
     object, lambda dumper, obj: dumper.represent_str(re.sub(r" at 0x[0-9a-fA-F]+", "", repr(obj))))
+for _lazy in LAZY_TAGS:
+    _ConfigDumper.add_representer(_lazy, represent_lazy)
+
+
+class _RecordedConfigLoader(yaml.SafeLoader):
+    """Reads a recorded config.yaml as plain data: a tag is kept as ``{tag: value}`` (nothing is imported)."""
+
+
+def _tagged(loader, tag, node):
+    if isinstance(node, yaml.SequenceNode):
+        return {tag: loader.construct_sequence(node, deep=True)}
+    if isinstance(node, yaml.MappingNode):
+        return {tag: loader.construct_mapping(node, deep=True)}
+    return {tag: loader.construct_scalar(node)}
+
+
+_RecordedConfigLoader.add_multi_constructor("!", _tagged)
 
 
 def default_run_dir(name: str) -> str:
@@ -67,7 +85,7 @@ def record_config(run_dir: str, config, resuming: bool, allow_config_change: boo
     if resuming and os.path.isfile(path):
         with open(path, encoding="utf-8") as handle:
             saved = handle.read()
-        changes = config_changes(yaml.safe_load(saved), yaml.safe_load(text))
+        changes = config_changes(*(yaml.load(t, Loader=_RecordedConfigLoader) for t in (saved, text)))
         if not changes:
             return
         listed = ", ".join(changes[:12]) + (f" and {len(changes) - 12} more" if len(changes) > 12 else "")

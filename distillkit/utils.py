@@ -37,11 +37,52 @@ def rename_params(params: dict, aliases: dict, key_path: str) -> dict:
     return params
 
 
+class LazyTag:
+    """A tag whose value is built when it is used, not when the file is read (torchdistill 1.x builds datasets
+    and weights with these): the node stays plain data, so ``--set`` reaches inside it
+    (``datasets.<id>.init.kwargs.root``) and a recorded or converted config writes it back as it was.
+    :func:`resolve_tags` builds it (the tags: :mod:`distillkit.config.tags`); ``line`` is where it was written."""
+    tag = ""
+    line = None
+
+    def build(self):
+        raise NotImplementedError
+
+
+def resolve_tags(value):
+    """``value`` with every lazy tag inside built (children first); data without tags is returned as it is."""
+    if not has_tags(value):
+        return value
+    if isinstance(value, LazyTag):
+        node = type(value)(value.items()) if isinstance(value, dict) else type(value)(value)
+        node.line = value.line
+        if isinstance(node, dict):
+            node.update({k: resolve_tags(v) for k, v in node.items()})
+        else:
+            node[:] = [resolve_tags(v) for v in node]
+        return node.build()
+    if isinstance(value, dict):
+        return {k: resolve_tags(v) for k, v in value.items()}
+    return type(value)(resolve_tags(v) for v in value)
+
+
+def has_tags(value) -> bool:
+    """Whether a lazy tag is anywhere inside ``value``."""
+    if isinstance(value, LazyTag):
+        return True
+    if isinstance(value, dict):
+        return any(has_tags(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(has_tags(v) for v in value)
+    return False
+
+
 def call_with_params(fn, params, key_path: str, *args, aliases: Optional[dict] = None):
     """``fn(*args, **params)``; a wrong keyword becomes a ConfigError naming the accepted ones, a ValueError
     of ``fn`` (a bad value) a ConfigError at ``key_path``, and a ConfigError that ``fn`` raised about
     ``params.<name>`` is placed under ``key_path``.  ``aliases``: see :func:`rename_params`."""
     params = rename_params(params or {}, aliases, key_path) if aliases else dict(params or {})
+    params = resolve_tags(params)  # !import_call, !getattr, ... are built now, where they are used
     try:
         return fn(*args, **params)
     except ConfigError as exc:

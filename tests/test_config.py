@@ -6,6 +6,7 @@ import pytest
 
 from distillkit.config import load_config, load_yaml_file
 from distillkit.errors import ConfigError
+from distillkit.utils import resolve_tags
 
 MINIMAL = """
 datasets:
@@ -47,6 +48,8 @@ def test_import_get_and_import_call(write_yaml):
         kw: !import_call {key: 'collections.OrderedDict', init: {kwargs: {a: 1}}}
     """)
     data, _ = load_yaml_file(path)
+    assert data["value"] == {"key": "math.pow", "init": {"args": [2, 10]}}  # built where it is used, not when read
+    data = resolve_tags(data)
     assert data["fn"] is math.sqrt and data["short"] is os.path.join and data["module"] is math
     assert data["value"] == 1024.0 and data["kw"] == {"a": 1}
 

@@ -2,8 +2,13 @@
 
 * ``!join [a, b, ...]``: the items' strings concatenated (``!join [*root, '/train']``).
 * ``!pathjoin [a, b, ...]``: ``os.path.join`` of the items.
+* ``!expanduser '~/data'``: the path with ``~`` expanded.
 * ``!import_get {key: 'pkg.mod.attr'}`` (or ``!import_get 'pkg.mod.attr'``): that attribute.
 * ``!import_call {key: 'pkg.mod.fn', init: {args: [...], kwargs: {...}}}``: the result of calling it.
+* ``!import_call_method {package: 'pkg.mod.Class.method', init}`` and ``!getattr [object, 'name']``.
+
+The last four are *lazy* (:class:`LazyTag`): imported names are checked when the file is read, but
+nothing is called until :func:`resolve_tags` builds the value where it is used.
 
 ``5e-4`` and ``1e6`` are floats (YAML 1.2), not the strings YAML 1.1 makes of them.
 ``!include`` is defined where files are loaded (:mod:`distillkit.config.loader`).
@@ -17,6 +22,7 @@ import re
 import yaml
 
 from ..errors import ConfigError
+from ..utils import LazyTag
 
 
 def import_get(key: str, package=None):
@@ -43,30 +49,93 @@ def _pathjoin(loader, node):
     return os.path.join(*[str(item) for item in loader.construct_sequence(node, deep=True)])
 
 
-def _import_entry(loader, node) -> dict:
-    if isinstance(node, yaml.ScalarNode):
-        return {"key": loader.construct_scalar(node)}
-    if isinstance(node, yaml.MappingNode):
-        return loader.construct_mapping(node, deep=True)
-    raise _mark_error(node, f"{node.tag} takes a dotted name or a mapping with 'key'.")
+def _expanduser(loader, node):
+    return os.path.expanduser(str(loader.construct_scalar(node)))
 
 
-def _import_get(loader, node):
-    entry = _import_entry(loader, node)
+def _imported(key, package, tag: str, line=None):
     try:
-        return import_get(entry["key"], entry.get("package"))
-    except (ImportError, AttributeError, KeyError) as exc:
-        raise _mark_error(node, f"!import_get could not import {entry.get('key')!r}: {exc}.") from exc
+        return import_get(str(key), package)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ConfigError(f"{tag} could not import {key!r}: {exc}.", line=line) from exc
 
 
-def _import_call(loader, node):
-    entry = _import_entry(loader, node)
-    try:
-        fn = import_get(entry["key"], entry.get("package"))
-    except (ImportError, AttributeError, KeyError) as exc:
-        raise _mark_error(node, f"!import_call could not import {entry.get('key')!r}: {exc}.") from exc
-    init = entry.get("init") or {}
-    return fn(*(init.get("args") or []), **(init.get("kwargs") or {}))
+class ImportGet(dict, LazyTag):
+    """``!import_get {key: 'pkg.mod.attr'}``: that object."""
+    tag = "!import_get"
+
+    def build(self):
+        return _imported(self.get("key"), self.get("package"), self.tag, self.line)
+
+
+class ImportCall(dict, LazyTag):
+    """``!import_call {key: 'pkg.mod.fn', init: {args, kwargs}}``: the result of calling it."""
+    tag = "!import_call"
+
+    def build(self):
+        init = self.get("init") or {}
+        return _imported(self.get("key"), self.get("package"), self.tag, self.line)(
+            *(init.get("args") or []), **(init.get("kwargs") or {}))
+
+
+class ImportCallMethod(dict, LazyTag):
+    """``!import_call_method {package: 'pkg.mod.Class.method', init}`` (or ``package``, ``class_name``,
+    ``method_name``): the result of calling that class's method (torchdistill 1.x)."""
+    tag = "!import_call_method"
+
+    def target(self) -> str:
+        if self.get("class_name") and self.get("method_name"):
+            return f"{self['package']}.{self['class_name']}.{self['method_name']}"
+        return str(self.get("package"))
+
+    def build(self):
+        cls_path, _, method = self.target().rpartition(".")
+        init = self.get("init") or {}
+        method_fn = getattr(_imported(cls_path, None, self.tag, self.line), method)
+        return method_fn(*(init.get("args") or []), **(init.get("kwargs") or {}))
+
+
+class GetAttr(list, LazyTag):
+    """``!getattr [object, 'name']``: ``getattr(object, name)`` (torchdistill 1.x: ``weights`` enums)."""
+    tag = "!getattr"
+
+    def build(self):
+        try:
+            return getattr(*self)
+        except (AttributeError, TypeError) as exc:
+            raise ConfigError(f"!getattr {list(self)!r} failed: {exc}.", line=self.line) from exc
+
+
+def _lazy_constructor(cls):
+    def construct(loader, node):
+        line = node.start_mark.line + 1
+        if isinstance(node, yaml.ScalarNode) and cls in (ImportGet, ImportCall):
+            value = cls(key=loader.construct_scalar(node))
+        elif isinstance(node, yaml.MappingNode) and issubclass(cls, dict):
+            value = cls(loader.construct_mapping(node, deep=True))
+        elif isinstance(node, yaml.SequenceNode) and issubclass(cls, list):
+            value = cls(loader.construct_sequence(node, deep=True))
+        else:
+            raise ConfigError(f"{cls.tag} takes {'a list' if issubclass(cls, list) else 'a dotted name or a mapping'}"
+                              f", found {node.id}.", line=line)
+        value.line = line
+        if isinstance(value, (ImportGet, ImportCall)):  # a misspelt name is named at load time, with its line
+            _imported(value.get("key"), value.get("package"), cls.tag, line)
+        elif isinstance(value, ImportCallMethod):
+            _imported(value.target().rpartition(".")[0], None, cls.tag, line)
+        return value
+
+    return construct
+
+
+LAZY_TAGS = (ImportGet, ImportCall, ImportCallMethod, GetAttr)
+
+
+def represent_lazy(dumper, value):
+    """A lazy tag written back as the file wrote it."""
+    if isinstance(value, list):
+        return dumper.represent_sequence(value.tag, list(value))
+    return dumper.represent_mapping(value.tag, dict(value))
 
 
 # YAML 1.1 wants a dot in a float ("5.0e-4"); YAML 1.2 and Python read "5e-4" and "1e6" as floats.
@@ -80,8 +149,9 @@ def make_loader_class(extra_constructors=()):
         source_file = None
 
     ConfigLoader.add_implicit_resolver("tag:yaml.org,2002:float", FLOAT_WITHOUT_DOT, list("-+0123456789."))
-    for tag, fn in (("!join", _join), ("!pathjoin", _pathjoin), ("!import_get", _import_get),
-                    ("!import_call", _import_call)) + tuple(extra_constructors):
+    lazy = tuple((cls.tag, _lazy_constructor(cls)) for cls in LAZY_TAGS)
+    for tag, fn in (("!join", _join), ("!pathjoin", _pathjoin), ("!expanduser", _expanduser)) + lazy + \
+            tuple(extra_constructors):
         ConfigLoader.add_constructor(tag, fn)
     return ConfigLoader
 

@@ -9,6 +9,7 @@ nearest valid names.
 from __future__ import annotations
 
 from ..errors import ConfigError, nearest_names
+from ..utils import LazyTag
 from .paths import join_path
 from .schema import ModelSettings, RunSettings
 
@@ -30,6 +31,8 @@ def _check_models(models: dict, unknown: str) -> None:
 def _check_datasets(datasets: dict) -> None:
     for name, block in datasets.items():
         path = f"datasets.{name}"
+        if isinstance(block, LazyTag):  # torchdistill 1.x: the dataset built by !import_call, keyed by its id
+            continue
         if not isinstance(block, dict):
             raise ConfigError(f"expected a mapping, found {type(block).__name__}.", key_path=path)
         for key in ("type", "splits"):

@@ -17,7 +17,7 @@ from torchvision import datasets as tv_datasets
 
 from ..errors import ConfigError
 from ..registry import DATASETS
-from ..utils import call_with_params
+from ..utils import LazyTag, call_with_params, resolve_tags
 from . import shards  # noqa: F401  (registers TarShards, tar shards from `distillkit prepare`)
 from .guard import guard_dataset, skip_setting
 from .transforms import maybe_transform
@@ -69,10 +69,27 @@ def build_split(type_name: str, type_key_path: str, split_block: dict, key_path:
         raise ConfigError(f"{type_name} could not load its data: {exc}", key_path=params_path) from exc
 
 
+def build_called_dataset(block: LazyTag, key_path: str):
+    """A dataset the config builds itself (torchdistill 1.x: ``datasets.<dataset_id>: !import_call {...}``)."""
+    init = block.get("init") or {}
+    kwargs = init.get("kwargs") or {} if isinstance(init, dict) else {}
+    root = kwargs.get("root") if isinstance(kwargs, dict) else None
+    if isinstance(root, str) and not kwargs.get("download"):
+        _check_root(str(block.get("key", "")).rpartition(".")[2], {"root": os.path.expanduser(root)},
+                    f"{key_path}.init.kwargs")
+    try:
+        return resolve_tags(block)
+    except (OSError, RuntimeError) as exc:
+        raise ConfigError(f"{block.get('key')} could not load its data: {exc}", key_path=f"{key_path}.init") from exc
+
+
 def build_datasets(config) -> Dict[str, object]:
     """``{dataset_id: dataset}`` for every split of every declared dataset."""
     datasets = {}
     for name, block in (config.get("datasets") or {}).items():
+        if isinstance(block, LazyTag):
+            datasets[name] = guard_dataset(build_called_dataset(block, f"datasets.{name}"), f"datasets.{name}")
+            continue
         for split, split_block in block["splits"].items():
             key_path = f"datasets.{name}.splits.{split}"
             dataset_id = split_block["dataset_id"]
