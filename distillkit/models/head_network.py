@@ -76,7 +76,13 @@ def bottleneck4densenet(bottleneck_channel=12, bottleneck_idx=7, compressor=None
 
 
 def bottleneck4inception3(bottleneck_channel=12, bottleneck_idx=7, compressor=None, decompressor=None) -> Bottleneck:
-    """Replaces Inception-v3's stem up to maxpool2: 192 channels, 35x35 for a 299x299 input."""
+    """Replaces Inception-v3's stem up to maxpool2: 192 channels, 35x35 for a 299x299 input.
+
+    Only at Inception's own input size does the head's output fit the teacher's ``maxpool2``: the head's
+    paddings (7x7/2 conv with none, 2x2 convs with 1, 1, 0, 0) shrink a side s to 35 for s = 299 but to 26 for
+    s = 224, where the teacher's stem gives 25.  torchdistill 0.3.3 builds this same head, so its HND / GHND
+    sample configs, written with 224x224 crops, stop there too (MSELoss: 26 vs 25); train with 299x299 crops
+    (torchvision's Inception-v3 recipe: RandomResizedCrop 299; Resize 342, CenterCrop 299)."""
     layers = conv_bn_relu_stack(bottleneck_channel, [256, 256, 192], [1, 0, 0], stem_padding=0)
     return Bottleneck(layers + [nn.AvgPool2d(kernel_size=2, stride=1)], bottleneck_idx, compressor, decompressor)
 
@@ -200,7 +206,10 @@ def custom_densenet201(bottleneck_channel: int = 12, bottleneck_idx: int = 7, co
 @register_model
 def custom_inception_v3(bottleneck_channel: int = 12, bottleneck_idx: int = 7, compressor=None, decompressor=None,
                         short_module_names: Optional[Sequence[str]] = None, **torchvision_params) -> CustomInception3:
-    """torchvision's Inception-v3 with its stem (up to maxpool2) replaced by a bottleneck head."""
+    """torchvision's Inception-v3 with its stem (up to maxpool2) replaced by a bottleneck head, for 299x299
+    inputs (see ``bottleneck4inception3``).  ``aux_logits`` and ``transform_input`` go to torchvision but do not
+    act here: ``AuxLogits`` is not among the default kept modules, and the forward is the plain sequence of the
+    kept modules (no input transform)."""
     bottleneck = bottleneck4inception3(bottleneck_channel, bottleneck_idx, *_processors(compressor, decompressor))
     return CustomInception3(bottleneck, short_module_names or INCEPTION_TAIL,
                             _torchvision("inception_v3", torchvision_params))
