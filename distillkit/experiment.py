@@ -117,17 +117,20 @@ def experiment_name(config: dict) -> str:
 
 
 def build_model_with_ckpt(block: dict, key_path: str, role: str):
-    """Build a model; load ``ckpt`` when the file exists (torchdistill 0.x behaviour)."""
+    """Build a model; load ``ckpt`` (1.x: ``src_ckpt``) when the file exists (torchdistill's behaviour).
+    Returns ``(model, checkpoint)``; ``checkpoint`` (what the file held) only when the student's best weights are
+    saved to the same file (an earlier run's best is then kept unless beaten)."""
     settings = ModelSettings.parse(block, key_path)
     model = build_model(block, key_path)
+    source, key = settings.load_from, "src_ckpt" if settings.src_ckpt else "ckpt"
     checkpoint = None
-    if settings.ckpt and os.path.isfile(settings.ckpt):
-        checkpoint = load_model_weights(model, settings.ckpt, what=f"{role} checkpoint ({key_path}.ckpt)")
-        logger.info("%s: loaded weights from %s", role, settings.ckpt)
-    elif settings.ckpt and role == "teacher":
-        logger.warning("teacher checkpoint %s (%s.ckpt) does not exist: the teacher keeps its initial weights%s.",
-                       settings.ckpt, key_path, " (pretrained)" if settings.params.get("pretrained") else " (random!)")
-    return model, checkpoint
+    if source and os.path.isfile(source):
+        checkpoint = load_model_weights(model, source, what=f"{role} checkpoint ({key_path}.{key})")
+        logger.info("%s: loaded weights from %s", role, source)
+    elif source and role == "teacher":
+        logger.warning("teacher checkpoint %s (%s.%s) does not exist: the teacher keeps its initial weights%s.",
+                       source, key_path, key, " (pretrained)" if settings.params.get("pretrained") else " (random!)")
+    return model, checkpoint if source == settings.save_to else None
 
 
 @dataclass
@@ -164,8 +167,7 @@ def located(config):
     try:
         yield
     except ConfigError as exc:
-        line = config.line_of(exc.key_path) if hasattr(config, "line_of") else None
-        raise exc.locate(file=getattr(config, "file", None), line=line)
+        raise config.locate(exc) if hasattr(config, "locate") else exc
 
 
 def build_experiment(config, ctx: Optional[DistContext] = None, seed: int = 0, scale_lr: Optional[bool] = None,
@@ -192,7 +194,7 @@ def _build(config, ctx: DistContext, seed: int, scale_lr: Optional[bool], for_tr
     student = ModelSide(shared.student_model, side_settings, is_teacher=False).to(ctx.device)
     criterion = build_criterion(train.criterion.raw, f"{train.key_path}.criterion").to(ctx.device)
     exp = Experiment(config=config, settings=train, ctx=ctx, student=student, criterion=criterion, teacher=teacher,
-                     student_ckpt=block.get("ckpt"), name=experiment_name(config),
+                     student_ckpt=block.get("dst_ckpt") or block.get("ckpt"), name=experiment_name(config),
                      amp=AmpSettings.from_settings(train, ctx.device), speed=SpeedSettings.from_settings(train),
                      stage=stage, num_stages=len(run.stages),
                      epoch_offset=sum(s.num_epochs for s in run.stages[:stage]))

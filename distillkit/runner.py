@@ -79,9 +79,10 @@ def config_changes(before, after, prefix: str = "") -> List[str]:
 
 
 def record_config(run_dir: str, config, resuming: bool, allow_config_change: bool) -> None:
-    """Write ``config.yaml``; when resuming, refuse a config that differs from the run's own (unless allowed)."""
+    """Write ``config.yaml`` (in the file's own form); when resuming, refuse a config that differs from the run's
+    own (unless allowed)."""
     path = os.path.join(run_dir, "config.yaml")
-    text = _dump(config)
+    text = _dump(getattr(config, "as_written", config))
     if resuming and os.path.isfile(path):
         with open(path, encoding="utf-8") as handle:
             saved = handle.read()
@@ -219,8 +220,11 @@ def evaluate_from_config(config_path: str, *, ckpt: Optional[str] = None, teache
             logger.info("evaluating the %s (%s) with the weights of %s (--ckpt)", role, type(side.model).__name__, ckpt)
         else:
             block = config["models"]["teacher_model" if teacher else student_block(config)[0].split(".")[1]]
-            source = block.get("ckpt") if block.get("ckpt") and os.path.isfile(block["ckpt"]) else \
-                "its initial weights (no ckpt file)"
+            trained = None if teacher else block.get("dst_ckpt")
+            if trained and trained != block.get("src_ckpt") and os.path.isfile(trained):  # 1.x: the run's best
+                load_model_weights(side.model, trained, what="student checkpoint (dst_ckpt)")
+            loaded = [p for p in (block.get("ckpt"), block.get("src_ckpt"), trained) if p and os.path.isfile(p)]
+            source = loaded[-1] if loaded else "its initial weights (no checkpoint file)"
             logger.info("evaluating the %s (%s) with %s", role, type(side.model).__name__, source)
         if experiment.test_loader is None and experiment.val_loader is None:
             raise DistillkitError(f"{config_path}: no test.test_data_loader (nor train.val_data_loader) to "

@@ -13,6 +13,7 @@ from typing import Dict, Iterable, Optional, Tuple
 import yaml
 
 from ..errors import ConfigError
+from .generation import PathMap, from_1x, is_1x
 from .overrides import apply_overrides
 from .paths import join_path
 from .tags import make_loader_class
@@ -24,18 +25,27 @@ logger = logging.getLogger(__name__)
 class Config(dict):
     """A config dict that remembers its source file and the line of each key path."""
 
-    def __init__(self, data=None, file: Optional[str] = None, lines: Optional[Dict[str, int]] = None):
+    def __init__(self, data=None, file: Optional[str] = None, lines: Optional[Dict[str, int]] = None,
+                 generation: str = "0.x", path_map: Optional[PathMap] = None):
         super().__init__(data or {})
         self.file = file
         self.lines = dict(lines or {})
+        self.generation = generation  # the torchdistill form the file is written in: 0.x or 1.x
+        self.path_map = path_map or PathMap()  # 1.x: engine key paths -> the file's
+        self.as_written = self  # the data in the file's own form (with --set applied): what a run records
 
     def error(self, message: str, key_path: Optional[str] = None, **kwargs) -> ConfigError:
         """A :class:`ConfigError` located at ``key_path`` in this config's file."""
-        return ConfigError(message, key_path=key_path, file=self.file, line=self.line_of(key_path), **kwargs)
+        return self.locate(ConfigError(message, key_path=key_path, **kwargs))
+
+    def locate(self, exc: ConfigError) -> ConfigError:
+        """``exc`` with its key path as the file writes it, and the file and line of that key."""
+        exc.key_path = self.path_map.user_path(exc.key_path)
+        return exc.locate(file=self.file, line=self.line_of(exc.key_path))
 
     def line_of(self, key_path: Optional[str]) -> Optional[int]:
-        """The line of ``key_path``, or of its nearest ancestor that has one."""
-        parts = (key_path or "").split(".")
+        """The line of ``key_path`` (as the file writes it), or of its nearest ancestor that has one."""
+        parts = (self.path_map.user_path(key_path) or "").split(".")
         while parts and parts[0]:
             line = self.lines.get(".".join(parts))
             if line is not None:
@@ -172,6 +182,14 @@ def load_config(path: str, overrides: Iterable[str] = (), validate: bool = True,
                           f"found {type(data).__name__}.", file=path, line=1)
     config = Config(data, file=path, lines=lines)
     apply_overrides(config, overrides)
+    if is_1x(config):
+        try:
+            data, path_map = from_1x(config)
+        except ConfigError as exc:
+            raise config.locate(exc)
+        written = config
+        config = Config(data, file=path, lines=lines, generation="1.x", path_map=path_map)
+        config.as_written = written
     if validate:
         validate_config(config, strict)
     return config

@@ -118,6 +118,8 @@ class Section:
     @classmethod
     def _unknown(cls, name: str, key_path: str, unknown: str) -> None:
         path = join_path(key_path, name)
+        if str(name).startswith("_"):  # the file's scratch space (torchdistill 1.x: anchors such as _weights)
+            return
         close = [c for c in nearest_names(name, cls.schema_fields(), n=3) if c != name]
         if close:
             raise ConfigError(f"unknown key {name!r}.", key_path=path, candidates=close)
@@ -157,8 +159,20 @@ class ModelSettings(Section):
     name: str = setting("str", required=True)
     params: dict = setting("mapping", factory=dict)
     experiment: Optional[str] = setting("str")
-    ckpt: Optional[str] = setting("str")
+    ckpt: Optional[str] = setting("str")  # read when it exists, and the student's best weights are saved there
+    src_ckpt: Optional[str] = setting("str")  # torchdistill 1.x: read when it exists
+    dst_ckpt: Optional[str] = setting("str")  # torchdistill 1.x: the student's best weights are saved there
     repo_or_dir: Optional[str] = setting("str")
+
+    @property
+    def load_from(self) -> Optional[str]:
+        """The checkpoint the model starts from (when the file exists)."""
+        return self.src_ckpt if self.src_ckpt else self.ckpt
+
+    @property
+    def save_to(self) -> Optional[str]:
+        """Where the student's best weights go."""
+        return self.dst_ckpt if self.dst_ckpt else self.ckpt
 
 
 @dataclass

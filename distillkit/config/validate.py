@@ -56,8 +56,7 @@ def parse_settings(config, unknown: str = "debug") -> RunSettings:
         _check_datasets(config["datasets"])
         return settings
     except ConfigError as exc:
-        line = config.line_of(exc.key_path) if hasattr(config, "line_of") else None
-        raise exc.locate(file=getattr(config, "file", None), line=line)
+        raise config.locate(exc) if hasattr(config, "locate") else exc
 
 
 def validate_config(config, strict: bool = False) -> None:

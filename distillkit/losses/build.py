@@ -22,7 +22,7 @@ from ..errors import ConfigError, nearest_names
 from ..registry import LOSSES
 from ..utils import call_with_params
 from .composite import GeneralizedCustomLoss
-from .features import select_features
+from .features import SELF_PATH, select_features
 from .org_loss import ORG_LOSS_EXTRACTORS, extract_org_loss_dict, extract_simple_org_loss
 from ..errors import ShapeMismatchError
 
@@ -38,15 +38,22 @@ class OrgTermAdapter(nn.Module):
         return self.loss(student_output, targets)
 
 
-class IOTermAdapter(nn.Module):
-    """Calls a ``torch.nn`` loss on tensors read from the io_dicts (or the labels)."""
+def reads_teacher_features(*specs: dict) -> bool:
+    """Whether io specs read a teacher tensor other than its output (``'.'``, which a teacher cache also has)."""
+    return any(spec.get("is_from_teacher") and spec.get("module_path") != SELF_PATH for spec in specs)
 
-    def __init__(self, loss: nn.Module, input: dict, target: dict):
+
+class IOTermAdapter(nn.Module):
+    """Calls a ``torch.nn`` loss on tensors read from the io_dicts (or the labels).  ``weights`` (torchdistill's
+    ``DictLossWrapper``): the input is a dict output, the loss ``sum_k w_k * loss(input[k], target)``."""
+
+    def __init__(self, loss: nn.Module, input: dict, target: dict, weights: Optional[dict] = None):
         super().__init__()
         self.loss = loss
         self.input_spec = input
         self.target_spec = target
-        self.reads_teacher_features = any(spec.get("is_from_teacher") for spec in (input, target))
+        self.weights = dict(weights) if weights else None
+        self.reads_teacher_features = reads_teacher_features(input, target)
 
     @staticmethod
     def _read(spec, student_io, teacher_io, targets):
@@ -66,6 +73,8 @@ class IOTermAdapter(nn.Module):
     def forward(self, student_io, teacher_io, targets):
         first = self._read(self.input_spec, student_io, teacher_io, targets)
         second = self._read(self.target_spec, student_io, teacher_io, targets)
+        if self.weights is not None:
+            return sum(weight * self.loss(first[key], second) for key, weight in self.weights.items())
         if not self.target_spec.get("uses_label") and hasattr(first, "shape") and hasattr(second, "shape") \
                 and first.shape != second.shape:
             raise ShapeMismatchError(f"{type(self.loss).__name__} compares {self._describe(self.input_spec)}, shape "
@@ -73,6 +82,33 @@ class IOTermAdapter(nn.Module):
                                      f"{tuple(second.shape)}: hook layers of matching shapes, or add a special module "
                                      f"that projects one onto the other.")
         return self.loss(first, second)
+
+
+class OrgIOAdapter(nn.Module):
+    """Calls an org-term loss (``loss(student_output, teacher_output, targets)``: KDLoss, DKD, ...) as a sub
+    term on tensors read from the io_dicts, as torchdistill 1.x places it (``student_module_path: '.'``, ...)."""
+
+    def __init__(self, loss: nn.Module, student: dict, teacher: dict):
+        super().__init__()
+        self.loss = loss
+        self.student_spec = dict(student, is_from_teacher=False)
+        self.teacher_spec = dict(teacher, is_from_teacher=True)
+        self.reads_teacher_features = reads_teacher_features(self.teacher_spec)
+
+    def forward(self, student_io, teacher_io, targets):
+        return self.loss(IOTermAdapter._read(self.student_spec, student_io, teacher_io, targets),
+                         IOTermAdapter._read(self.teacher_spec, student_io, teacher_io, targets), targets)
+
+
+IO_PATH_PARAMS = ("student_module_path", "student_module_io", "teacher_module_path", "teacher_module_io")
+
+
+def _org_loss_as_sub_term(name: str, params: dict, key_path: str) -> nn.Module:
+    """An org loss placed as a sub term with torchdistill 1.x's ``{student,teacher}_module_{path,io}`` params."""
+    specs = {side: {"module_path": params.pop(f"{side}_module_path", SELF_PATH),
+                    "io": params.pop(f"{side}_module_io", "output")} for side in ("student", "teacher")}
+    loss = call_with_params(LOSSES[name], params, f"{key_path}.params", aliases=LOSSES.meta(name).get("aliases"))
+    return OrgIOAdapter(loss, specs["student"], specs["teacher"])
 
 
 def build_term(block: dict, key_path: str, org: bool, term_params: Optional[dict] = None) -> nn.Module:
@@ -86,6 +122,8 @@ def build_term(block: dict, key_path: str, org: bool, term_params: Optional[dict
     if block["type"] in LOSSES:
         declared = LOSSES.meta(block["type"]).get("term")
         placed = "org" if org else "sub"
+        if declared == "org" and placed == "sub" and any(k in params for k in IO_PATH_PARAMS):
+            return _org_loss_as_sub_term(block["type"], params, key_path)
         if declared is not None and declared != placed:
             where = {"org": "train.criterion.org_term.criterion (it is called on the model outputs)",
                      "sub": "train.criterion.sub_terms.<name>.criterion (it reads the hooked io_dicts)"}[declared]
@@ -101,7 +139,8 @@ def build_term(block: dict, key_path: str, org: bool, term_params: Optional[dict
     if not all(isinstance(v, dict) for v in io_specs.values()):
         raise ConfigError(f"the torch.nn loss {block['type']!r} as a sub term needs params.input and params.target "
                           f"({{is_from_teacher, module_path, io}} or {{uses_label: True}}).", key_path=params_path)
-    return IOTermAdapter(call_with_params(cls, params, params_path), **io_specs)
+    weights = params.pop("weights", None) or (term_params or {}).get("weights")
+    return IOTermAdapter(call_with_params(cls, params, params_path), **io_specs, weights=weights)
 
 
 class _NNLosses:

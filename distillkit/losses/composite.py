@@ -7,6 +7,7 @@ from typing import Callable, Dict, Optional, Tuple, Union
 import torch
 from torch import nn
 
+from .features import SELF_PATH
 from .org_loss import extract_org_loss_dict, extract_simple_org_loss
 
 OrgFactor = Union[float, Dict[str, float]]
@@ -68,6 +69,8 @@ class GeneralizedCustomLoss(nn.Module):
         terms = {}
         if self.org_active:
             terms["org"] = self.org_loss(student_output, teacher_output, targets)
+        student_io = {SELF_PATH: {"output": student_output}, **student_io}  # the model's output, as torchdistill 1.x
+        teacher_io = {SELF_PATH: {"output": teacher_output}, **teacher_io}
         for name, criterion in self.sub_criteria.items():
             if self.sub_factors[name] == 0:
                 continue

@@ -4,6 +4,9 @@ from __future__ import annotations
 from ..errors import ConfigError, ShapeMismatchError, UnhookedPathError, nearest_names
 
 
+SELF_PATH = "."  # a model's own output in an io_dict (torchdistill 1.x puts it there on every forward)
+
+
 def select_features(io_dict: dict, path, io: str = "output", side: str = "student", reader: str = "loss"):
     """``io_dict[path][io]``; a list of paths gives the list of their tensors."""
     if isinstance(path, (list, tuple)):

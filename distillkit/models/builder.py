@@ -8,6 +8,7 @@ Name resolution: distillkit's model registry, then ``torchvision.models``
 from __future__ import annotations
 
 import copy
+import logging
 import types
 
 import torch
@@ -17,6 +18,8 @@ from ..errors import ConfigError, nearest_names
 from ..registry import MODELS
 from ..utils import call_with_params
 from .distillable_vit import EVAL_OUTPUTS, select_eval_output
+
+logger = logging.getLogger(__name__)
 
 
 def _torchvision_builder(name: str):
@@ -70,13 +73,27 @@ def _create_timm(timm, name: str, params: dict, params_path: str) -> nn.Module:
     return model
 
 
+def _hub_model(repo_or_dir: str, name: str, params: dict, key_path: str) -> nn.Module:
+    """``torch.hub.load(repo_or_dir, name, **params)``, its failures (offline, unknown entry) as one paragraph."""
+    try:
+        return torch.hub.load(repo_or_dir, name, **params)
+    except (OSError, RuntimeError, ValueError, ImportError, AttributeError) as exc:
+        raise ConfigError(f"torch.hub could not load {name!r} from {repo_or_dir!r}: {exc}. Without network, clone "
+                          f"the repository and set repo_or_dir to its folder (torch.hub reads a local hubconf.py).",
+                          key_path=f"{key_path}.repo_or_dir") from exc
+
+
 def build_model(block: dict, key_path: str) -> nn.Module:
     """Build the model of one ``models.<role>`` block (its ``ckpt`` is not loaded here)."""
     name = block["name"]
     params = copy.deepcopy(block.get("params") or {})
     params_path = f"{key_path}.params"
     if block.get("repo_or_dir"):
-        return torch.hub.load(block["repo_or_dir"], name, **params)
+        if name in MODELS:  # distillkit builds it itself (torchdistill's custom_* models, its CIFAR models)
+            logger.info("%s: %r is in distillkit's model registry; repo_or_dir %r is not downloaded", key_path, name,
+                        block["repo_or_dir"])
+            return call_with_params(MODELS[name], params, params_path)
+        return _hub_model(block["repo_or_dir"], name, params, key_path)
     timm = _timm()
     if isinstance(name, str) and name.startswith("timm:"):
         timm_name = name[len("timm:"):]

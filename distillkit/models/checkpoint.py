@@ -1,10 +1,12 @@
 """Checkpoint I/O: atomic writes, ``weights_only=True`` reads, and key checks.
 
 Files written here load with ``torch.load(path, weights_only=True)``: they hold
-tensors, numbers, strings and containers of them, nothing else.
+tensors, numbers, strings and containers of them, nothing else.  Reading also accepts an
+``argparse.Namespace`` (torchdistill's checkpoints, ``{model, optimizer, best_value, lr_scheduler, args}``).
 """
 from __future__ import annotations
 
+import argparse
 import os
 import tempfile
 from typing import Optional
@@ -61,7 +63,8 @@ def load_checkpoint(path: str, what: str = "checkpoint"):
     if not os.path.isfile(path):
         raise CheckpointError(f"{what} {path!r} does not exist.")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals([argparse.Namespace]):  # torchdistill's checkpoints keep their args
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for bad files
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if "Weights only load failed" in str(exc):

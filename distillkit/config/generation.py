@@ -1,0 +1,233 @@
+"""torchdistill 1.x configs, read onto the same engine as the 0.x form.
+
+torchdistill 1.0 renamed the config's keys (``key``/``kwargs`` for ``type``/``params``, ``weight`` for
+``factor``, ``src_ckpt``/``dst_ckpt``, ``WeightedSumLoss`` with ``criterion_wrapper``, loaders with
+``sampler: {class_or_func, kwargs}`` and ``kwargs``, ``auxiliary_model_wrapper``, ``dependencies``) and
+builds datasets in the file with ``!import_call``.  :func:`is_1x` recognises that form from its own keys;
+:func:`from_1x` rewrites it into the form the engine reads and returns a :class:`PathMap`, so an error
+about an engine key names the key as the file wrote it (``train.optimizer.kwargs.lr``, not ``params.lr``).
+``_``-prefixed keys are the file's scratch space (anchors) and are not read.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Tuple
+
+from ..errors import ConfigError
+from ..utils import LazyTag
+from .paths import join_path
+from .schema import STAGE_KEY
+
+LOADER_KEYS = ("train_data_loader", "val_data_loader")
+SIDE_KEYS = ("teacher", "student", "model")
+SAMPLERS = {"RandomSampler": True, "SequentialSampler": False}
+WRAPPERS = ("SimpleLossWrapper", "DictLossWrapper")
+
+
+class PathMap:
+    """Key paths of the rewritten config -> the same keys as the file writes them: pairs of paths that differ in
+    one renamed key (``train.optimizer.params`` -> ``train.optimizer.kwargs``), composed along a path."""
+
+    def __init__(self):
+        self.pairs: List[Tuple[str, str]] = []
+
+    def add(self, internal: str, user: str) -> None:
+        if internal != user:
+            self.pairs.append((internal, user))
+
+    def user_path(self, path: Optional[str]) -> Optional[str]:
+        """``path`` as the file writes it: each rewritten key on it is put back (innermost first)."""
+        unused = list(self.pairs)
+        while path:
+            matches = [pair for pair in unused if path == pair[0] or path.startswith(pair[0] + ".")]
+            if not matches:
+                break
+            internal, user = max(matches, key=lambda pair: len(pair[0]))
+            unused.remove((internal, user))
+            path = user + path[len(internal):]
+        return path
+
+
+def is_1x(data: dict) -> bool:
+    """Whether ``data`` is in torchdistill 1.x's form (a model with ``key``, a dataset built by a tag, a
+    criterion or loader with ``kwargs``)."""
+    models = data.get("models") if isinstance(data.get("models"), dict) else {}
+    if any(isinstance(block, dict) and "key" in block for block in models.values()):
+        return True
+    datasets = data.get("datasets") if isinstance(data.get("datasets"), dict) else {}
+    return any(isinstance(block, LazyTag) for block in datasets.values())
+
+
+def _scratch_free(block: dict) -> dict:
+    return {k: v for k, v in block.items() if not str(k).startswith("_")}
+
+
+def _typed(block, path: str, pm: PathMap, extra: Tuple[str, ...] = ()) -> dict:
+    """``{key, kwargs, ...}`` -> ``{type, params, ...}`` (keys in ``extra`` kept as they are)."""
+    if not isinstance(block, dict):
+        return block
+    out = {k: v for k, v in _scratch_free(block).items() if k not in ("key", "kwargs")}
+    if "key" in block:
+        out["type"] = block["key"]
+        pm.add(join_path(path, "type"), join_path(path, "key"))
+    out["params"] = dict(block.get("kwargs") or {})
+    pm.add(join_path(path, "params"), join_path(path, "kwargs"))
+    return out
+
+
+def _model(block, path: str, pm: PathMap):
+    if not isinstance(block, dict):
+        return block
+    out = {k: v for k, v in _scratch_free(block).items() if k not in ("key", "kwargs")}
+    out["name"] = block.get("key")
+    pm.add(join_path(path, "name"), join_path(path, "key"))
+    out["params"] = dict(block.get("kwargs") or {})
+    pm.add(join_path(path, "params"), join_path(path, "kwargs"))
+    destination = block.get("dst_ckpt")
+    if isinstance(destination, str) and destination and "experiment" not in block:
+        out["experiment"] = destination.replace("\\", "/").rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    return out
+
+
+def _sampler_class(block) -> str:
+    target = block.get("class_or_func") if isinstance(block, dict) else None
+    if isinstance(target, dict):  # !import_get {key: 'torch.utils.data.RandomSampler'}
+        target = target.get("key")
+    return str(getattr(target, "__name__", target)).rpartition(".")[2]
+
+
+def _loader(block, path: str, pm: PathMap):
+    if not isinstance(block, dict):
+        return block
+    out = {k: v for k, v in _scratch_free(block).items()
+           if k not in ("kwargs", "sampler", "batch_sampler", "dataset_wrapper")}
+    for key, value in (block.get("kwargs") or {}).items():
+        out[key] = value
+        pm.add(join_path(path, key), join_path(path, f"kwargs.{key}"))
+    sampler = block.get("sampler")
+    if sampler is not None:
+        name = _sampler_class(sampler)
+        if name not in SAMPLERS:
+            raise ConfigError(f"the sampler {name!r} is not supported: distillkit draws its own samples (shuffled or "
+                              f"in order, split across processes, resumable mid-epoch); use RandomSampler or "
+                              f"SequentialSampler.", key_path=join_path(path, "sampler.class_or_func"))
+        out["random_sample"] = SAMPLERS[name]
+        pm.add(join_path(path, "random_sample"), join_path(path, "sampler.class_or_func"))
+    if block.get("batch_sampler") is not None:
+        raise ConfigError("batch_sampler is not supported for image classification: give kwargs.batch_size "
+                          "and a sampler.", key_path=join_path(path, "batch_sampler"))
+    if block.get("dataset_wrapper") is not None:
+        out["dataset_wrapper"] = _typed(block["dataset_wrapper"], join_path(path, "dataset_wrapper"), pm)
+    return out
+
+
+def _side(block, path: str, pm: PathMap):
+    if not isinstance(block, dict):
+        return block
+    out = _scratch_free(block)
+    if isinstance(block.get("auxiliary_model_wrapper"), dict):
+        out["auxiliary_model_wrapper"] = _typed(block["auxiliary_model_wrapper"],
+                                                join_path(path, "auxiliary_model_wrapper"), pm)
+    if isinstance(block.get("adaptations"), dict):
+        out["adaptations"] = {name: _typed(entry, join_path(path, f"adaptations.{name}"), pm)
+                              for name, entry in block["adaptations"].items()}
+    return out
+
+
+def _sub_term(term, path: str, pm: PathMap):
+    if not isinstance(term, dict):
+        return term
+    out = {k: v for k, v in _scratch_free(term).items() if k not in ("criterion", "criterion_wrapper", "weight")}
+    out["criterion"] = _typed(term.get("criterion"), join_path(path, "criterion"), pm)
+    if "weight" in term:
+        out["factor"] = term["weight"]
+        pm.add(join_path(path, "factor"), join_path(path, "weight"))
+    wrapper = term.get("criterion_wrapper")
+    if wrapper:
+        wrapper_path = join_path(path, "criterion_wrapper")
+        if not isinstance(wrapper, dict) or wrapper.get("key") not in WRAPPERS:
+            raise ConfigError(f"criterion_wrapper {wrapper.get('key') if isinstance(wrapper, dict) else wrapper!r} "
+                              f"is not supported; supported: {', '.join(WRAPPERS)}.",
+                              key_path=join_path(wrapper_path, "key"))
+        out["params"] = dict(wrapper.get("kwargs") or {})
+        pm.add(join_path(path, "params"), join_path(wrapper_path, "kwargs"))
+    return out
+
+
+def _criterion(block, path: str, pm: PathMap):
+    if not isinstance(block, dict) or block.get("key") != "WeightedSumLoss":
+        return _typed(block, path, pm)
+    kwargs = block.get("kwargs") or {}
+    out = {k: v for k, v in _scratch_free(block).items() if k not in ("key", "kwargs", "func2extract_model_loss")}
+    out["type"] = "GeneralizedCustomLoss"
+    pm.add(join_path(path, "type"), join_path(path, "key"))
+    out["sub_terms"] = {name: _sub_term(term, join_path(path, f"sub_terms.{name}"), pm)
+                        for name, term in (kwargs.get("sub_terms") or {}).items()}
+    pm.add(join_path(path, "sub_terms"), join_path(path, "kwargs.sub_terms"))
+    model_term = kwargs.get("model_term")
+    if isinstance(model_term, dict) and model_term.get("weight"):  # the model's own losses (a dict of them)
+        out["org_term"] = {"factor": model_term["weight"]}
+        out["func2extract_org_loss"] = "extract_org_loss_dict"
+        pm.add(join_path(path, "org_term.factor"), join_path(path, "kwargs.model_term.weight"))
+    return out
+
+
+def _train(block, path: str, pm: PathMap):
+    """One training block (``train`` or ``train.stage<N>``)."""
+    if not isinstance(block, dict):
+        return block
+    out = _scratch_free(block)
+    for key in LOADER_KEYS:
+        if key in block:
+            out[key] = _loader(block[key], join_path(path, key), pm)
+    for key in SIDE_KEYS:
+        if key in block:
+            out[key] = _side(block[key], join_path(path, key), pm)
+    for key in ("optimizer", "scheduler"):
+        if key in block:
+            out[key] = _typed(block[key], join_path(path, key), pm)
+    if "criterion" in block:
+        out["criterion"] = _criterion(block["criterion"], join_path(path, "criterion"), pm)
+    for key, value in block.items():
+        if STAGE_KEY.match(str(key)):
+            out[key] = _train(value, join_path(path, key), pm)
+    return out
+
+
+def _imports(dependencies) -> List[str]:
+    """torchdistill's ``dependencies`` (names, ``[name, package]`` or ``{name, package}``) as module names."""
+    names = []
+    for entry in [dependencies] if isinstance(dependencies, str) else dependencies or []:
+        if isinstance(entry, dict):
+            name, package = entry.get("name"), entry.get("package")
+        elif isinstance(entry, (list, tuple)):
+            name, package = entry[0], entry[1] if len(entry) > 1 else None
+        else:
+            name, package = entry, None
+        names.append(f"{package}{name}" if package and str(name).startswith(".") else str(name))
+    return names
+
+
+def from_1x(data: dict) -> Tuple[Dict, PathMap]:
+    """The engine's form of a torchdistill 1.x config, and where each rewritten key was in the file."""
+    pm = PathMap()
+    try:
+        return _from_1x(data, pm), pm
+    except ConfigError as exc:
+        exc.key_path = pm.user_path(exc.key_path)
+        raise
+
+
+def _from_1x(data: dict, pm: PathMap) -> Dict:
+    out = _scratch_free(data)
+    if isinstance(data.get("models"), dict):
+        out["models"] = {role: _model(block, f"models.{role}", pm) for role, block in data["models"].items()}
+    if "train" in data:
+        out["train"] = _train(data["train"], "train", pm)
+    if isinstance(data.get("test"), dict) and "test_data_loader" in data["test"]:
+        out["test"] = dict(data["test"], test_data_loader=_loader(data["test"]["test_data_loader"],
+                                                                   "test.test_data_loader", pm))
+    if "dependencies" in data:
+        out.pop("dependencies")
+        out["imports"] = list(data.get("imports") or []) + _imports(data["dependencies"])
+        pm.add("imports", "dependencies")
+    return out
