@@ -15,6 +15,7 @@ from .errors import ConfigError, DistillkitError
 from .runner import evaluate_from_config, train_from_config
 from .tools import prepare as prepare_tool
 from .tools.check import check_config
+from .tools.convert import convert_config
 from .tools.export import export_student
 from .tools.modules import module_table
 from .tools.plot import plot_run
@@ -79,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True, help="the file to write")
     prepare = commands.add_parser("prepare", help="an ImageFolder as tar shards (optionally re-encoded smaller)")
     prepare_tool.add_arguments(prepare)
+    convert = commands.add_parser("convert", help="print the config in the other torchdistill generation's form "
+                                                   "(0.x <-> 1.x)")
+    convert.add_argument("config")
+    convert.add_argument("--to", choices=("0.x", "1.x"), default=None, help="the form to write (default: the other)")
+    convert.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE")
+    convert.add_argument("--debug", action="store_true")
     plot = commands.add_parser("plot", help="PNG plots of the loss terms and accuracies of a run directory")
     plot.add_argument("run_dir")
     plot.add_argument("--debug", action="store_true")
@@ -131,6 +138,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.command == "prepare":
         return prepare_tool.run(args)
+    if args.command == "convert":
+        print(convert_config(args.config, args.overrides, args.to), end="")
+        return 0
     if args.command == "plot":
         for path in plot_run(args.run_dir):
             print(f"wrote {path}")

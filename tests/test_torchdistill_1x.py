@@ -278,3 +278,26 @@ def test_dict_loss_wrapper_weights_each_entry_of_a_dict_output():
     out, aux, y = torch.randn(4, 3), torch.randn(4, 3), torch.randint(0, 3, (4,))
     total, _ = criterion({"out": out, "aux": aux}, None, {}, {}, y)
     torch.testing.assert_close(total, 2.0 * (F.cross_entropy(out, y) + 0.5 * F.cross_entropy(aux, y)))
+
+
+@pytest.mark.parametrize("source", [CONFIG_1X, CONFIG_0X], ids=["1x_to_0x", "0x_to_1x"])
+def test_convert_writes_the_other_form_and_it_builds_the_same_experiment(source, write_yaml, in_tmp, capsys):
+    path = write_yaml(source, name="source.yaml")
+    assert main(["convert", path]) == 0
+    converted = capsys.readouterr().out
+    assert ("key: WeightedSumLoss" in converted) == (source is CONFIG_0X)
+    assert ("type: GeneralizedCustomLoss" in converted) == (source is CONFIG_1X)
+    with open("converted.yaml", "w") as handle:
+        handle.write(converted)
+    original, again = load_config(path), load_config("converted.yaml")
+    assert {original.generation, again.generation} == {"0.x", "1.x"}
+    exp_a, images_a, targets_a, loss_a = _first_batch_loss(original)
+    exp_b, images_b, targets_b, loss_b = _first_batch_loss(again)
+    assert torch.equal(images_a, images_b) and torch.equal(targets_a, targets_b)
+    torch.testing.assert_close(loss_a, loss_b)
+    assert exp_a.optimizer.defaults == exp_b.optimizer.defaults and exp_a.student_ckpt == exp_b.student_ckpt
+    terms = [sorted(type(m).__name__ for m in e.criterion.modules() if "Loss" in type(m).__name__ and
+                    "Generalized" not in type(m).__name__) for e in (exp_a, exp_b)]
+    assert terms[0] == terms[1] == ["CrossEntropyLoss", "CrossEntropyLoss", "KDLoss"]
+    assert main(["convert", "converted.yaml"]) == 0  # and back again
+    assert load_config(write_yaml(capsys.readouterr().out, name="back.yaml")).generation == original.generation

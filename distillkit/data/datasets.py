@@ -49,7 +49,9 @@ def build_split(type_name: str, type_key_path: str, split_block: dict, key_path:
     cls = resolve_dataset_type(type_name, key_path=type_key_path)
     params_path = f"{key_path}.params"
     params = copy.deepcopy(split_block.get("params") or {})
-    params["transform"] = maybe_transform(params, "transform_params", params_path)
+    transform = maybe_transform(params, "transform_params", params_path)
+    if transform is not None or "transform" not in params:  # a transform given as an object is kept
+        params["transform"] = transform
     target_transform = maybe_transform(params, "target_transform_params", params_path)
     if target_transform is not None:
         params["target_transform"] = target_transform
