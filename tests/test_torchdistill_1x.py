@@ -301,3 +301,30 @@ def test_convert_writes_the_other_form_and_it_builds_the_same_experiment(source,
     assert terms[0] == terms[1] == ["CrossEntropyLoss", "CrossEntropyLoss", "KDLoss"]
     assert main(["convert", "converted.yaml"]) == 0  # and back again
     assert load_config(write_yaml(capsys.readouterr().out, name="back.yaml")).generation == original.generation
+
+
+def test_repo_or_dir_loads_a_local_hubconf_and_an_unreachable_repository_is_named(write_yaml, in_tmp, monkeypatch):
+    os.makedirs("hub_repo")
+    with open("hub_repo/hubconf.py", "w") as handle:
+        handle.write("dependencies = ['torch']\n\nfrom distillkit.models.cifar_resnet import CifarResNet\n\n\n"
+                     "def tiny_resnet(num_classes=10):\n    return CifarResNet(8, num_classes)\n")
+    local = CONFIG_1X.replace("    key: 'cifar_resnet8'\n    kwargs: {num_classes: 10, width: 1}",
+                              "    repo_or_dir: 'hub_repo'\n    key: 'tiny_resnet'\n    kwargs: {num_classes: 10}")
+    experiment = build_experiment(load_config(write_yaml(local)))
+    assert type(experiment.student.model).__name__ == "CifarResNet"
+
+    def offline(*args, **kwargs):
+        raise OSError("no network")
+
+    monkeypatch.setattr(torch.hub, "load", offline)
+    message = _error(write_yaml, local.replace("'hub_repo'", "'someone/some-repo'"))
+    assert "models.student_model.repo_or_dir" in message and "no network" in message
+
+
+def test_find_unused_parameters_given_to_the_wrapper_is_the_side_setting(write_yaml, in_tmp):
+    text = CONFIG_1X.replace("requires_grad: True, frozen_modules: []}", "requires_grad: True, frozen_modules: [],\n"
+                             "            auxiliary_model_wrapper: {key: 'EmptyModule', "
+                             "kwargs: {find_unused_parameters: True}}}")
+    config = load_config(write_yaml(text))
+    assert config["train"]["student"]["find_unused_parameters"] is True
+    assert "find_unused_parameters" not in config["train"]["student"]["auxiliary_model_wrapper"]["params"]

@@ -125,8 +125,11 @@ def _side(block, path: str, pm: PathMap):
         return block
     out = _scratch_free(block)
     if isinstance(block.get("auxiliary_model_wrapper"), dict):
-        out["auxiliary_model_wrapper"] = _typed(block["auxiliary_model_wrapper"],
-                                                join_path(path, "auxiliary_model_wrapper"), pm)
+        wrapper_path = join_path(path, "auxiliary_model_wrapper")
+        wrapper = out["auxiliary_model_wrapper"] = _typed(block["auxiliary_model_wrapper"], wrapper_path, pm)
+        if "find_unused_parameters" in wrapper["params"]:  # 1.x gives it to the wrapper, which wraps itself in DDP
+            out["find_unused_parameters"] = bool(wrapper["params"].pop("find_unused_parameters"))
+            pm.add(join_path(path, "find_unused_parameters"), join_path(wrapper_path, "kwargs.find_unused_parameters"))
     if isinstance(block.get("adaptations"), dict):
         out["adaptations"] = {name: _typed(entry, join_path(path, f"adaptations.{name}"), pm)
                               for name, entry in block["adaptations"].items()}

@@ -8,7 +8,7 @@ Name resolution: distillkit's model registry, then ``torchvision.models``
 from __future__ import annotations
 
 import copy
-import logging
+import os
 import types
 
 import torch
@@ -18,8 +18,6 @@ from ..errors import ConfigError, nearest_names
 from ..registry import MODELS
 from ..utils import call_with_params
 from .distillable_vit import EVAL_OUTPUTS, select_eval_output
-
-logger = logging.getLogger(__name__)
 
 
 def _torchvision_builder(name: str):
@@ -74,9 +72,12 @@ def _create_timm(timm, name: str, params: dict, params_path: str) -> nn.Module:
 
 
 def _hub_model(repo_or_dir: str, name: str, params: dict, key_path: str) -> nn.Module:
-    """``torch.hub.load(repo_or_dir, name, **params)``, its failures (offline, unknown entry) as one paragraph."""
+    """``torch.hub.load(repo_or_dir, name, **params)`` (a folder: its hubconf.py), its failures (offline, an unknown
+    entry) as one paragraph."""
+    source = "local" if os.path.isdir(os.path.expanduser(repo_or_dir)) else "github"
     try:
-        return torch.hub.load(repo_or_dir, name, **params)
+        return torch.hub.load(os.path.expanduser(repo_or_dir) if source == "local" else repo_or_dir, name,
+                              source=source, **params)
     except (OSError, RuntimeError, ValueError, ImportError, AttributeError) as exc:
         raise ConfigError(f"torch.hub could not load {name!r} from {repo_or_dir!r}: {exc}. Without network, clone "
                           f"the repository and set repo_or_dir to its folder (torch.hub reads a local hubconf.py).",
@@ -88,11 +89,7 @@ def build_model(block: dict, key_path: str) -> nn.Module:
     name = block["name"]
     params = copy.deepcopy(block.get("params") or {})
     params_path = f"{key_path}.params"
-    if block.get("repo_or_dir"):
-        if name in MODELS:  # distillkit builds it itself (torchdistill's custom_* models, its CIFAR models)
-            logger.info("%s: %r is in distillkit's model registry; repo_or_dir %r is not downloaded", key_path, name,
-                        block["repo_or_dir"])
-            return call_with_params(MODELS[name], params, params_path)
+    if block.get("repo_or_dir"):  # as torchdistill 1.x: the repository's model, even where a name is also ours
         return _hub_model(block["repo_or_dir"], name, params, key_path)
     timm = _timm()
     if isinstance(name, str) and name.startswith("timm:"):
