@@ -49,21 +49,29 @@ class LazyTag:
         raise NotImplementedError
 
 
-def resolve_tags(value):
-    """``value`` with every lazy tag inside built (children first); data without tags is returned as it is."""
+def resolve_tags(value, memo: Optional[dict] = None):
+    """``value`` with every lazy tag inside built (children first); data without tags is returned as it is.
+    ``memo``: built values by node, so that a node reached twice (a YAML alias) is built once, as when the file is
+    read by torchdistill."""
     if not has_tags(value):
         return value
+    memo = {} if memo is None else memo
+    if id(value) in memo:
+        return memo[id(value)][1]
     if isinstance(value, LazyTag):
         node = type(value)(value.items()) if isinstance(value, dict) else type(value)(value)
         node.line = value.line
         if isinstance(node, dict):
-            node.update({k: resolve_tags(v) for k, v in node.items()})
+            node.update({k: resolve_tags(v, memo) for k, v in node.items()})
         else:
-            node[:] = [resolve_tags(v) for v in node]
-        return node.build()
-    if isinstance(value, dict):
-        return {k: resolve_tags(v) for k, v in value.items()}
-    return type(value)(resolve_tags(v) for v in value)
+            node[:] = [resolve_tags(v, memo) for v in node]
+        built = node.build()
+    elif isinstance(value, dict):
+        built = {k: resolve_tags(v, memo) for k, v in value.items()}
+    else:
+        built = type(value)(resolve_tags(v, memo) for v in value)
+    memo[id(value)] = (value, built)  # the node is kept alive with its value, so that its id is not reused
+    return built
 
 
 def has_tags(value) -> bool:

@@ -115,3 +115,18 @@ def test_structural_errors_name_file_line_and_key(write_yaml, edit, key_path, wo
 def test_missing_config_file():
     with pytest.raises(ConfigError, match="config file not found"):
         load_config("/no/such/config.yaml")
+
+
+def test_1x_tags_build_where_used_and_an_alias_is_built_once(write_yaml):
+    path = write_yaml("""
+        pair: !import_call {key: 'builtins.divmod', init: {args: [17, 5]}}
+        second: !access_by_index_or_key {data: !import_call {key: 'builtins.divmod', init: {args: [17, 5]}},
+                                         index_or_key: 1}
+        upper: !call_method {obj: 'abc', method_name: 'upper'}
+        named: !setattr [!import_call {key: 'argparse.Namespace'}, 'lr', 0.1]
+        shared: &one !import_call {key: 'builtins.object'}
+        again: *one
+    """)
+    data = resolve_tags(load_yaml_file(path)[0])
+    assert data["pair"] == (3, 2) and data["second"] == 2 and data["upper"] == "ABC" and data["named"].lr == 0.1
+    assert data["shared"] is data["again"]

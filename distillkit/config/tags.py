@@ -5,9 +5,11 @@
 * ``!expanduser '~/data'``: the path with ``~`` expanded.
 * ``!import_get {key: 'pkg.mod.attr'}`` (or ``!import_get 'pkg.mod.attr'``): that attribute.
 * ``!import_call {key: 'pkg.mod.fn', init: {args: [...], kwargs: {...}}}``: the result of calling it.
-* ``!import_call_method {package: 'pkg.mod.Class.method', init}`` and ``!getattr [object, 'name']``.
+* ``!import_call_method {package: 'pkg.mod.Class.method', init}``, ``!getattr [object, 'name']``,
+  ``!setattr [object, 'name', value]``, ``!call_method {obj, method_name, args, kwargs}`` and
+  ``!access_by_index_or_key {data, index_or_key}`` (torchdistill 1.x's).
 
-The last four are *lazy* (:class:`LazyTag`): imported names are checked when the file is read, but
+The import and call tags are *lazy* (:class:`LazyTag`): imported names are checked when the file is read, but
 nothing is called until :func:`resolve_tags` builds the value where it is used.
 
 ``5e-4`` and ``1e6`` are floats (YAML 1.2), not the strings YAML 1.1 makes of them.
@@ -106,6 +108,38 @@ class GetAttr(list, LazyTag):
             raise ConfigError(f"!getattr {list(self)!r} failed: {exc}.", line=self.line) from exc
 
 
+class CallMethod(dict, LazyTag):
+    """``!call_method {obj, method_name, args, kwargs, returns_obj}``: ``obj.method_name(*args, **kwargs)`` (or
+    ``obj`` itself with ``returns_obj: True``)."""
+    tag = "!call_method"
+
+    def build(self):
+        result = getattr(self["obj"], self["method_name"])(*(self.get("args") or []), **(self.get("kwargs") or {}))
+        return self["obj"] if self.get("returns_obj") else result
+
+
+class SetAttr(list, LazyTag):
+    """``!setattr [object, 'name', value]``: sets the attribute and gives the object."""
+    tag = "!setattr"
+
+    def build(self):
+        setattr(*self)
+        return self[0]
+
+
+class AccessByIndexOrKey(dict, LazyTag):
+    """``!access_by_index_or_key {data, index_or_key}``: ``data[index_or_key]`` (one of the splits a function
+    returned, for instance)."""
+    tag = "!access_by_index_or_key"
+
+    def build(self):
+        try:
+            return self["data"][self["index_or_key"]]
+        except (KeyError, IndexError, TypeError) as exc:
+            raise ConfigError(f"!access_by_index_or_key: {self.get('index_or_key')!r} is not in its data ({exc}).",
+                              line=self.line) from exc
+
+
 def _lazy_constructor(cls):
     def construct(loader, node):
         line = node.start_mark.line + 1
@@ -128,7 +162,7 @@ def _lazy_constructor(cls):
     return construct
 
 
-LAZY_TAGS = (ImportGet, ImportCall, ImportCallMethod, GetAttr)
+LAZY_TAGS = (ImportGet, ImportCall, ImportCallMethod, GetAttr, CallMethod, SetAttr, AccessByIndexOrKey)
 
 
 def represent_lazy(dumper, value):

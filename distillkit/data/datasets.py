@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import os
-from typing import Dict
+from typing import Dict, Optional
 
 from torchvision import datasets as tv_datasets
 
@@ -71,7 +71,7 @@ def build_split(type_name: str, type_key_path: str, split_block: dict, key_path:
         raise ConfigError(f"{type_name} could not load its data: {exc}", key_path=params_path) from exc
 
 
-def build_called_dataset(block: LazyTag, key_path: str):
+def build_called_dataset(block: LazyTag, key_path: str, memo: Optional[dict] = None):
     """A dataset the config builds itself (torchdistill 1.x: ``datasets.<dataset_id>: !import_call {...}``)."""
     init = block.get("init") or {}
     kwargs = init.get("kwargs") or {} if isinstance(init, dict) else {}
@@ -80,17 +80,17 @@ def build_called_dataset(block: LazyTag, key_path: str):
         _check_root(str(block.get("key", "")).rpartition(".")[2], {"root": os.path.expanduser(root)},
                     f"{key_path}.init.kwargs")
     try:
-        return resolve_tags(block)
+        return resolve_tags(block, memo)
     except (OSError, RuntimeError) as exc:
         raise ConfigError(f"{block.get('key')} could not load its data: {exc}", key_path=f"{key_path}.init") from exc
 
 
 def build_datasets(config) -> Dict[str, object]:
     """``{dataset_id: dataset}`` for every split of every declared dataset."""
-    datasets = {}
+    datasets, built = {}, {}  # built: one object per node, however many aliases reach it
     for name, block in (config.get("datasets") or {}).items():
         if isinstance(block, LazyTag):
-            datasets[name] = guard_dataset(build_called_dataset(block, f"datasets.{name}"), f"datasets.{name}")
+            datasets[name] = guard_dataset(build_called_dataset(block, f"datasets.{name}", built), f"datasets.{name}")
             continue
         for split, split_block in block["splits"].items():
             key_path = f"datasets.{name}.splits.{split}"
