@@ -287,3 +287,31 @@ def test_fitnet_stage_trains_an_adaptation_inside_sequential_and_evaluates_the_w
     first = torch.load("run/checkpoints/epoch_0000.pt", weights_only=True)
     assert "fc.weight" in first["model"] and not any(k.startswith("+") for k in first["model"])
     assert any("+convreg.conv.weight" in k for k in first["student_side"])
+
+
+def test_random_split_cuts_one_dataset_into_sub_datasets_with_their_own_transforms(write_yaml):
+    import torch
+    from torch.utils.data import random_split
+
+    text = DIGITS.replace("""      val:
+        dataset_id: &val !join [*name, '/val']
+        params: {split: 'val', image_size: 8, val_fraction: 0.5, transform_params: [{type: 'ToTensor'}]}""", """      dummy:
+        dataset_id: 'dummy'
+        params: {split: 'val', image_size: 8, val_fraction: 0.5}
+        random_split:
+          lengths: [0.7, 0.3]
+          generator_seed: 42
+          sub_splits:
+            - {dataset_id: 'digits/sub_train', transform_params: [{type: 'ToTensor'}]}
+            - dataset_id: &val 'digits/val'
+              transform_params: [{type: 'ToTensor'}, {type: 'Normalize', params: {mean: [0.5], std: [0.25]}}]""")
+    experiment = build_experiment(load_config(write_yaml(text)))
+    val = experiment.val_loader.dataset
+    total = 898  # the digits' val half (1797 images, val_fraction 0.5)
+    sizes = [int(0.7 / 1.0 * total), total - int(0.7 / 1.0 * total)]  # torchdistill's rounding, by hand
+    expected = random_split(range(total), sizes, generator=torch.Generator().manual_seed(42))[1]
+    assert list(val.indices) == list(expected.indices) and len(val) == sizes[1]
+    image, _ = val[0]
+    plain = val.dataset.__class__(split="val", image_size=8, val_fraction=0.5, channels=3)[val.indices[0]][0]
+    from torchvision.transforms.functional import to_tensor
+    torch.testing.assert_close(image, (to_tensor(plain) - 0.5) / 0.25)

@@ -20,6 +20,7 @@ from ..registry import DATASETS
 from ..utils import LazyTag, call_with_params, resolve_tags
 from . import shards  # noqa: F401  (registers TarShards, tar shards from `distillkit prepare`)
 from .guard import guard_dataset, skip_setting
+from .splits import split_dataset
 from .transforms import maybe_transform
 
 # Datasets whose root must already hold data (no download option).
@@ -102,6 +103,13 @@ def build_datasets(config) -> Dict[str, object]:
             else:
                 type_name, type_path = block["type"], f"datasets.{name}.type"
             skip, skip_key = skip_setting(block, split_block, f"datasets.{name}", key_path)
-            datasets[dataset_id] = guard_dataset(build_split(type_name, type_path, split_block, key_path), key_path,
-                                                 skip, skip_key)
+            dataset = guard_dataset(build_split(type_name, type_path, split_block, key_path), key_path, skip, skip_key)
+            if split_block.get("random_split") is not None:
+                for sub_id, subset in split_dataset(dataset, split_block["random_split"],
+                                                    f"{key_path}.random_split").items():
+                    if sub_id in datasets:
+                        raise ConfigError(f"dataset_id {sub_id!r} is declared twice.", key_path=key_path)
+                    datasets[sub_id] = subset
+                continue
+            datasets[dataset_id] = dataset
     return datasets
