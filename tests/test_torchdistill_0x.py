@@ -293,9 +293,10 @@ def test_random_split_cuts_one_dataset_into_sub_datasets_with_their_own_transfor
     import torch
     from torch.utils.data import random_split
 
-    text = DIGITS.replace("""      val:
+    declared_val = """      val:
         dataset_id: &val !join [*name, '/val']
-        params: {split: 'val', image_size: 8, val_fraction: 0.5, transform_params: [{type: 'ToTensor'}]}""", """      dummy:
+        params: {split: 'val', image_size: 8, val_fraction: 0.5, transform_params: [{type: 'ToTensor'}]}"""
+    text = DIGITS.replace(declared_val, """      dummy:
         dataset_id: 'dummy'
         params: {split: 'val', image_size: 8, val_fraction: 0.5}
         random_split:

@@ -328,3 +328,26 @@ def test_find_unused_parameters_given_to_the_wrapper_is_the_side_setting(write_y
     config = load_config(write_yaml(text))
     assert config["train"]["student"]["find_unused_parameters"] is True
     assert "find_unused_parameters" not in config["train"]["student"]["auxiliary_model_wrapper"]["params"]
+
+
+def test_split_dataset_of_1x_configs_matches_torchdistills_and_works_without_it(monkeypatch):
+    from distillkit.config import tags
+    from distillkit.data.digits import Digits
+    from distillkit.data.splits import random_split_dataset
+
+    dataset = Digits(split="val", image_size=8, val_fraction=0.5)
+    ours = random_split_dataset(dataset, [0.9, 0.1], 42, [{"transform": None}, {"transform": "marker"}])
+    util = pytest.importorskip("torchdistill.datasets.util")
+    theirs = util.split_dataset(dataset, [0.9, 0.1], 42, [{"transform": None}, {"transform": "marker"}])
+    assert [list(s.indices) for s in ours] == [list(s.indices) for s in theirs]
+    assert ours[1].dataset.transform == "marker" and ours[0].dataset.transform is None
+
+    real = tags.import_get
+
+    def without_torchdistill(key, package=None):
+        if key.startswith("torchdistill"):
+            raise ModuleNotFoundError("No module named 'torchdistill'")
+        return real(key, package)
+
+    monkeypatch.setattr(tags, "import_get", without_torchdistill)
+    assert tags._imported("torchdistill.datasets.util.split_dataset", None, "!import_call") is random_split_dataset

@@ -55,10 +55,16 @@ def _expanduser(loader, node):
     return os.path.expanduser(str(loader.construct_scalar(node)))
 
 
+# torchdistill's own helpers that its 1.x configs call, and distillkit's equivalents (used without torchdistill)
+TORCHDISTILL_EQUIVALENTS = {"torchdistill.datasets.util.split_dataset": "distillkit.data.splits.random_split_dataset"}
+
+
 def _imported(key, package, tag: str, line=None):
     try:
         return import_get(str(key), package)
     except (ImportError, AttributeError, ValueError) as exc:
+        if package is None and str(key) in TORCHDISTILL_EQUIVALENTS and isinstance(exc, ModuleNotFoundError):
+            return import_get(TORCHDISTILL_EQUIVALENTS[str(key)])
         raise ConfigError(f"{tag} could not import {key!r}: {exc}.", line=line) from exc
 
 

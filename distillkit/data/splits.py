@@ -39,24 +39,34 @@ def split_lengths(lengths: List[float], total: int) -> List[int]:
     return sizes
 
 
+def random_split_dataset(dataset, lengths=(9, 1), generator_seed=None, sub_splits_configs=None,
+                         dataset_id=None) -> List[Subset]:
+    """The sub datasets of ``dataset`` (torchdistill 1.x's ``split_dataset``, which a 1.x config names with
+    ``!import_call``): ``sub_splits_configs[i]`` gives sub dataset i its ``transform`` / ``target_transform`` /
+    ``transforms`` objects."""
+    generator = torch.Generator().manual_seed(int(generator_seed)) if generator_seed is not None else None
+    subsets = random_split(dataset, split_lengths(list(lengths), len(dataset)), generator=generator)
+    for subset, sub_split in zip(subsets, sub_splits_configs or []):
+        subset.dataset = copy.deepcopy(subset.dataset)
+        for attribute in ("transform", "target_transform", "transforms"):
+            if (sub_split or {}).get(attribute) is not None and hasattr(subset.dataset, attribute):
+                setattr(subset.dataset, attribute, sub_split[attribute])
+    return subsets
+
+
 def split_dataset(dataset, config: dict, key_path: str) -> Dict[str, Subset]:
-    """``{dataset_id: Subset}`` of the ``random_split`` block ``config`` (at ``key_path``)."""
+    """``{dataset_id: Subset}`` of the 0.x ``random_split`` block ``config`` (at ``key_path``)."""
     lengths, sub_splits = config.get("lengths"), config.get("sub_splits")
     if not isinstance(lengths, list) or not isinstance(sub_splits, list) or len(lengths) != len(sub_splits):
         raise ConfigError("random_split needs 'lengths' and 'sub_splits', lists of the same length.",
                           key_path=key_path)
-    seed = config.get("generator_seed")
-    generator = torch.Generator().manual_seed(int(seed)) if seed is not None else None
-    subsets = random_split(dataset, split_lengths(lengths, len(dataset)), generator=generator)
-    out = {}
-    for index, (subset, sub_split) in enumerate(zip(subsets, sub_splits)):
+    built = []
+    for index, sub_split in enumerate(sub_splits):
         path = f"{key_path}.sub_splits.{index}"
         if not isinstance(sub_split, dict) or not sub_split.get("dataset_id"):
             raise ConfigError("each sub split needs a dataset_id (and usually transform_params).", key_path=path)
-        subset.dataset = copy.deepcopy(subset.dataset)
-        for key, attribute in (("transform_params", "transform"), ("target_transform_params", "target_transform")):
-            built = build_transform(sub_split.get(key), f"{path}.{key}")
-            if built is not None:
-                setattr(subset.dataset, attribute, built)
-        out[sub_split["dataset_id"]] = subset
-    return out
+        built.append({"transform": build_transform(sub_split.get("transform_params"), f"{path}.transform_params"),
+                      "target_transform": build_transform(sub_split.get("target_transform_params"),
+                                                          f"{path}.target_transform_params")})
+    subsets = random_split_dataset(dataset, lengths, config.get("generator_seed"), built)
+    return {sub_split["dataset_id"]: subset for sub_split, subset in zip(sub_splits, subsets)}
