@@ -17,7 +17,7 @@ from typing import Dict, Iterable, List, Optional
 import yaml
 
 from .config import load_config
-from .engine.distributed import cleanup, setup_distributed
+from .engine.distributed import barrier, cleanup, setup_distributed
 from .engine.logs import add_file_handler, setup_logging
 from .engine.run_dir import RunDirectory, resolve_resume
 from .config.tags import LAZY_TAGS, represent_lazy
@@ -153,6 +153,7 @@ def train_from_config(config_path: str, *, overrides: Iterable[str] = (), device
                 return {"preempted": True, "run_dir": run_dir}
             if stage != stages[-1]:
                 experiment.close()
+                barrier(ctx)  # rank 0 wrote the files the next stage reads (FT's paraphraser, SSKD's head)
         results = {"student": student, **_test(trainer, experiment, student_only, student_done=True)}
         if ctx.is_main:
             with open(os.path.join(run_dir, "results.json"), "w", encoding="utf-8") as handle:

@@ -81,6 +81,12 @@ def all_reduce_sum(tensor: torch.Tensor, ctx: DistContext) -> torch.Tensor:
     return reduced
 
 
+def barrier(ctx: DistContext) -> None:
+    """Wait until every rank is here (nothing to wait for in one process)."""
+    if ctx.distributed:
+        dist.barrier()
+
+
 _DDP_NAMES = (None, "DistributedDataParallel", "DDP")
 
 

@@ -28,7 +28,8 @@ from ..errors import ShapeMismatchError
 
 
 class OrgTermAdapter(nn.Module):
-    """Calls a ``torch.nn`` loss as an org term: ``loss(student_output, targets)``."""
+    """Calls a ``torch.nn`` loss as an org term: ``loss(student_output, targets)`` (on each output of a tuple)."""
+    per_output = True
 
     def __init__(self, loss: nn.Module):
         super().__init__()

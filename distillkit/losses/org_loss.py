@@ -3,9 +3,10 @@
 Each extractor returns ``{key: loss}``; the org term is their sum (a per-key ``org_term.factor``
 mapping weights them one by one):
 
-- ``extract_simple_org_loss`` (the default): the org criterion on the output, or on each element
-  of a tuple/list output (Inception's auxiliary logits), paired with the teacher's element when the
-  teacher's output is a tuple/list too.
+- ``extract_simple_org_loss`` (the default): the org criterion on the output; a ``torch.nn`` loss
+  (``per_output``) on each element of a tuple/list output (Inception's auxiliary logits), paired with the
+  teacher's element when the teacher's output is a tuple/list too.  A registered org loss (KD, DeiT's,
+  DKD) receives the output whole: it knows its own structure (DeiT's is ``(class, distillation)``).
 - ``extract_simple_org_loss_dict``: the org criterion on each entry of a dict output
   (``{'out', 'aux'}`` of segmentation models), paired with the teacher's entry of the same key.
 - ``extract_org_loss_dict``: the output is already a dict of losses (torchvision detection models
@@ -17,7 +18,7 @@ from typing import Callable, Dict
 
 
 def extract_simple_org_loss(criterion, student_output, teacher_output, targets) -> Dict:
-    if isinstance(student_output, (list, tuple)):
+    if isinstance(student_output, (list, tuple)) and getattr(criterion, "per_output", False):
         paired = isinstance(teacher_output, (list, tuple)) and len(teacher_output) == len(student_output)
         return {index: criterion(output, teacher_output[index] if paired else teacher_output, targets)
                 for index, output in enumerate(student_output)}

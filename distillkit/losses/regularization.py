@@ -7,7 +7,7 @@ from ..registry import register_loss
 from .features import select_features
 
 
-@register_loss(term="sub")
+@register_loss(term="sub", aliases={"io": "io_type"})
 class RegularizationLoss(nn.Module):
     """A norm penalty on one captured tensor ``z``; no paper of its own (torchdistill's generic term, e.g. an
     L1 activation-sparsity penalty):
