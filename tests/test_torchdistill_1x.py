@@ -351,3 +351,25 @@ def test_split_dataset_of_1x_configs_matches_torchdistills_and_works_without_it(
 
     monkeypatch.setattr(tags, "import_get", without_torchdistill)
     assert tags._imported("torchdistill.datasets.util.split_dataset", None, "!import_call") is random_split_dataset
+
+
+def test_datasets_declared_by_key_with_transform_configs(write_yaml, in_tmp):
+    declared = """
+datasets:
+  digits:
+    key: 'Digits'
+    splits:
+      train:
+        dataset_id: &train 'digits/train'
+        kwargs: {split: 'train', image_size: 8, val_fraction: 0.5, transform_configs: [{key: 'ToTensor', kwargs: }]}
+      val:
+        dataset_id: &val 'digits/val'
+        kwargs: {split: 'val', image_size: 8, val_fraction: 0.5, transform_configs: [{key: 'ToTensor'}]}
+"""
+    text = declared + MODELS + TRAIN
+    config = load_config(write_yaml(text))
+    exp, images, targets, loss = _first_batch_loss(config)
+    _, images0, targets0, loss0 = _first_batch_loss(load_config(write_yaml(CONFIG_0X, name="zero.yaml")))
+    assert torch.equal(images, images0) and torch.equal(loss, loss0)
+    message = _error(write_yaml, text.replace("[{key: 'ToTensor'}]", "[{key: 'ToTensr'}]"))
+    assert "datasets.digits.splits.val.kwargs.transform_configs.0.key" in message and "ToTensor" in message

@@ -88,6 +88,37 @@ def _model(block, path: str, pm: PathMap):
     return out
 
 
+def _transforms(steps, path: str, pm: PathMap):
+    return [_typed(step, f"{path}.{index}", pm) for index, step in enumerate(steps or [])]
+
+
+def _dataset(block, path: str, pm: PathMap):
+    """A dataset declared by name (``{key, splits: {<split>: {dataset_id, kwargs: {..., transform_configs}}}}``,
+    as some 1.x sample configs write it); a dataset built by a tag is kept as it is."""
+    if not isinstance(block, dict) or isinstance(block, LazyTag) or "key" not in block:
+        return block
+    out = {k: v for k, v in block.items() if k not in ("key", "splits")}
+    out["type"] = block["key"]
+    pm.add(join_path(path, "type"), join_path(path, "key"))
+    out["splits"] = {}
+    for split, split_block in (block.get("splits") or {}).items():
+        split_path = f"{path}.splits.{split}"
+        if not isinstance(split_block, dict):
+            out["splits"][split] = split_block
+            continue
+        entry = {k: v for k, v in split_block.items() if k not in ("kwargs",)}
+        params = dict(split_block.get("kwargs") or {})
+        pm.add(f"{split_path}.params", f"{split_path}.kwargs")
+        for old, new in (("transform_configs", "transform_params"),
+                         ("target_transform_configs", "target_transform_params")):
+            if old in params:
+                params[new] = _transforms(params.pop(old), f"{split_path}.params.{new}", pm)
+                pm.add(f"{split_path}.params.{new}", f"{split_path}.params.{old}")
+        entry["params"] = params
+        out["splits"][split] = entry
+    return out
+
+
 def _sampler_class(block) -> str:
     target = block.get("class_or_func") if isinstance(block, dict) else None
     if isinstance(target, dict):  # !import_get {key: 'torch.utils.data.RandomSampler'}
@@ -222,6 +253,8 @@ def from_1x(data: dict) -> Tuple[Dict, PathMap]:
 
 def _from_1x(data: dict, pm: PathMap) -> Dict:
     out = _scratch_free(data)
+    if isinstance(data.get("datasets"), dict):
+        out["datasets"] = {name: _dataset(block, f"datasets.{name}", pm) for name, block in data["datasets"].items()}
     if isinstance(data.get("models"), dict):
         out["models"] = {role: _model(block, f"models.{role}", pm) for role, block in data["models"].items()}
     if "train" in data:
