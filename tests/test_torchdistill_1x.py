@@ -208,6 +208,12 @@ def test_set_takes_the_1x_key_paths(write_yaml, in_tmp):
     assert len(experiment.val_loader.dataset) == round(1797 * 0.25)
 
 
+def test_a_0x_path_set_on_a_1x_loader_is_not_silently_overridden(write_yaml, in_tmp):
+    with pytest.raises(ConfigError) as info:
+        load_config(write_yaml(CONFIG_1X), ["train.train_data_loader.batch_size=8"])
+    assert "train.train_data_loader.kwargs.batch_size" in str(info.value)
+
+
 def test_scratch_keys_are_not_read_and_strict_accepts_them(write_yaml, in_tmp):
     assert main(["check", write_yaml(CONFIG_1X), "--device", "cpu", "--strict"]) == 0
 

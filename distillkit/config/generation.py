@@ -132,6 +132,10 @@ def _loader(block, path: str, pm: PathMap):
     out = {k: v for k, v in _scratch_free(block).items()
            if k not in ("kwargs", "sampler", "batch_sampler", "dataset_wrapper")}
     for key, value in (block.get("kwargs") or {}).items():
+        if key in block and block[key] != value:
+            raise ConfigError(f"{key!r} is given twice, beside kwargs ({block[key]!r}) and in it ({value!r}); in the "
+                              f"1.x form it belongs in kwargs (--set {join_path(path, 'kwargs.' + key)}=...).",
+                              key_path=join_path(path, key))
         out[key] = value
         pm.add(join_path(path, key), join_path(path, f"kwargs.{key}"))
     sampler = block.get("sampler")
