@@ -189,12 +189,12 @@ def _build(config, ctx: DistContext, seed: int, scale_lr: Optional[bool], for_tr
     teacher = None
     if shared.teacher_model is not None:
         teacher = ModelSide(shared.teacher_model, train.teacher, is_teacher=True).to(ctx.device)
-    block = student_block(config)[1]
+    student_path, block = student_block(config)
     side_settings = train.model if train.model is not None and "student" not in train.raw else train.student
     student = ModelSide(shared.student_model, side_settings, is_teacher=False).to(ctx.device)
     criterion = build_criterion(train.criterion.raw, f"{train.key_path}.criterion").to(ctx.device)
     exp = Experiment(config=config, settings=train, ctx=ctx, student=student, criterion=criterion, teacher=teacher,
-                     student_ckpt=block.get("dst_ckpt") or block.get("ckpt"), name=experiment_name(config),
+                     student_ckpt=ModelSettings.parse(block, student_path).save_to, name=experiment_name(config),
                      amp=AmpSettings.from_settings(train, ctx.device), speed=SpeedSettings.from_settings(train),
                      stage=stage, num_stages=len(run.stages),
                      epoch_offset=sum(s.num_epochs for s in run.stages[:stage]))

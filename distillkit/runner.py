@@ -17,6 +17,7 @@ from typing import Dict, Iterable, List, Optional
 import yaml
 
 from .config import load_config
+from .config.schema import ModelSettings
 from .engine.distributed import barrier, cleanup, setup_distributed
 from .engine.logs import add_file_handler, setup_logging
 from .engine.run_dir import RunDirectory, resolve_resume
@@ -220,12 +221,14 @@ def evaluate_from_config(config_path: str, *, ckpt: Optional[str] = None, teache
             load_model_weights(side.model, ckpt, what="--ckpt checkpoint")
             logger.info("evaluating the %s (%s) with the weights of %s (--ckpt)", role, type(side.model).__name__, ckpt)
         else:
-            block = config["models"]["teacher_model" if teacher else student_block(config)[0].split(".")[1]]
-            trained = None if teacher else block.get("dst_ckpt")
-            if trained and trained != block.get("src_ckpt") and os.path.isfile(trained):  # 1.x: the run's best
-                load_model_weights(side.model, trained, what="student checkpoint (dst_ckpt)")
-            loaded = [p for p in (block.get("ckpt"), block.get("src_ckpt"), trained) if p and os.path.isfile(p)]
-            source = loaded[-1] if loaded else "its initial weights (no checkpoint file)"
+            key_path = "models.teacher_model" if teacher else student_block(config)[0]
+            model = ModelSettings.parse(config["models"][key_path.split(".")[1]], key_path)
+            source = model.load_from if model.load_from and os.path.isfile(model.load_from) else None
+            trained = None if teacher else model.save_to
+            if trained and trained != source and os.path.isfile(trained):  # 1.x's dst_ckpt: the run's best weights
+                load_model_weights(side.model, trained, what=f"student checkpoint ({key_path}.dst_ckpt)")
+                source = trained
+            source = source or "its initial weights (no checkpoint file)"
             logger.info("evaluating the %s (%s) with %s", role, type(side.model).__name__, source)
         if experiment.test_loader is None and experiment.val_loader is None:
             raise DistillkitError(f"{config_path}: no test.test_data_loader (nor train.val_data_loader) to "
