@@ -22,7 +22,7 @@ from .data.replay import ReplayPlan
 from .engine.amp import AmpSettings
 from .engine.best import BestMetric
 from .engine.distributed import DistContext, wrap_side
-from .engine.optim import build_optimizer, build_scheduler
+from .engine.optim import build_optimizer, build_scheduler, module_wise_groups
 from .engine.recipe import build_ema, build_mixup
 from .engine.speed import SpeedSettings
 from .engine.teacher_cache import CachedTeacher, TeacherCache, check_cacheable, weights_fingerprint
@@ -216,10 +216,12 @@ def _build(config, ctx: DistContext, seed: int, scale_lr: Optional[bool], for_tr
         exp.teacher_module = wrap_side(teacher, ctx, train.teacher)
         exp.teacher_forward = exp.teacher_module
     trainable = [p for side in (student, teacher) if side is not None for p in side.parameters() if p.requires_grad]
+    scale = (train.scale_lr or train.adjust_lr) if scale_lr is None else scale_lr
+    if train.optimizer.module_wise_params:
+        trainable = module_wise_groups(train.optimizer, student, teacher, ctx.world_size, scale)
     if train.adjust_lr:
         logger.warning("train.adjust_lr is read as train.scale_lr (the learning rate x the world size); note that "
                        "the runner's -adjust_lr flag, as in TaT's scripts, does not scale.")
-    scale = (train.scale_lr or train.adjust_lr) if scale_lr is None else scale_lr
     exp.optimizer = build_optimizer(train.optimizer, trainable, ctx.world_size, scale)
     base_lr = train.optimizer.params.get("lr")
     if base_lr is not None:

@@ -379,3 +379,13 @@ datasets:
     assert torch.equal(images, images0) and torch.equal(loss, loss0)
     message = _error(write_yaml, text.replace("[{key: 'ToTensor'}]", "[{key: 'ToTensr'}]"))
     assert "datasets.digits.splits.val.kwargs.transform_configs.0.key" in message and "ToTensor" in message
+
+
+def test_module_wise_kwargs_are_the_0x_module_wise_params(write_yaml, in_tmp):
+    text = CONFIG_1X.replace("optimizer: {key: 'SGD', kwargs: {lr: 0.05, momentum: 0.9, weight_decay: 0.0005}}",
+                             "optimizer: {key: 'SGD', kwargs: {lr: 0.05}, module_wise_kwargs: [{module: 'fc', "
+                             "kwargs: {lr: 0.5}}, {module: 'layer1x', kwargs: {}}]}")
+    message = _error(write_yaml, text)
+    assert "key 'train.optimizer.module_wise_kwargs.1.module'" in message
+    experiment = build_experiment(load_config(write_yaml(text.replace("'layer1x'", "'layer1'"))))
+    assert [g["lr"] for g in experiment.optimizer.param_groups] == [0.5, 0.05]

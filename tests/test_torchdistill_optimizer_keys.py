@@ -136,3 +136,15 @@ def test_func2extract_org_loss_dict_variants():
         build_criterion({"type": "GeneralizedCustomLoss", "func2extract_org_loss": "extract_simple_org_los",
                          "org_term": {"criterion": {"type": "CrossEntropyLoss"}}})
     assert "train.criterion.func2extract_org_loss" in str(info.value) and "extract_simple_org_loss" in str(info.value)
+
+
+def test_module_wise_params_make_one_group_per_listed_module(write_yaml):
+    groups = ", module_wise_params: [{module: 'fc', params: {lr: 0.5}}, {module: 'layer1', params: {}}]"
+    experiment = build_experiment(_config(write_yaml, groups))
+    model = experiment.student.model
+    assert [g["lr"] for g in experiment.optimizer.param_groups] == [0.5, 0.05]
+    assert [set(map(id, g["params"])) for g in experiment.optimizer.param_groups] == [
+        set(map(id, model.fc.parameters())), set(map(id, model.layer1.parameters()))]
+    with pytest.raises(ConfigError) as info:
+        build_experiment(_config(write_yaml, ", module_wise_params: [{module: 'fcc'}]"))
+    assert "train.optimizer.module_wise_params.0.module" in str(info.value)

@@ -215,6 +215,8 @@ class OptimizerSettings(TypedBlock):
     """``train.optimizer``; torchdistill's ``grad_accum_step`` / ``max_grad_norm`` live here too."""
     grad_accum_step: int = setting("int", 1, min=1)  # backward passes per optimizer step, loss / grad_accum_step
     max_grad_norm: Optional[float] = setting("number", min=0)  # the same clipping as train.clip_grad_norm
+    # [{module: path, params: {lr, ...}, is_teacher: bool}]: only these modules train, each a parameter group
+    module_wise_params: list = setting("list", factory=list)
 
 
 @dataclass

@@ -15,8 +15,9 @@ from typing import Optional
 import torch
 from torch.optim import lr_scheduler
 
-from ..config.schema import SchedulerSettings, TypedBlock
+from ..config.schema import OptimizerSettings, SchedulerSettings, TypedBlock
 from ..errors import ConfigError
+from ..hooks import find_module
 from ..registry import OPTIMIZERS, SCHEDULERS
 from ..utils import call_with_params
 
@@ -61,6 +62,27 @@ def build_optimizer(settings: TypedBlock, parameters, world_size: int, scale_lr:
         raise ConfigError("nothing to optimize: every parameter of the student (and its special module) is frozen.",
                           key_path="train.student.requires_grad")
     return call_with_params(cls, params, f"{settings.key_path}.params", parameters)
+
+
+def module_wise_groups(settings: OptimizerSettings, student, teacher, world_size: int, scale_lr: bool) -> list:
+    """torchdistill's ``optimizer.module_wise_params``: one parameter group per listed module (of the student's
+    side, or the teacher's with ``is_teacher``), with its own params; only these modules are optimized."""
+    groups = []
+    for index, entry in enumerate(settings.module_wise_params):
+        path = f"{settings.key_path}.module_wise_params.{index}"
+        if not isinstance(entry, dict) or not isinstance(entry.get("module"), str):
+            raise ConfigError("each entry needs 'module' (a module path) and optionally 'params' and 'is_teacher'.",
+                              key_path=path)
+        side = teacher if entry.get("is_teacher") else student
+        if side is None:
+            raise ConfigError("is_teacher: True, but there is no teacher.", key_path=f"{path}.is_teacher")
+        group = dict(entry.get("params") or {})
+        if scale_lr and "lr" in group:
+            group["lr"] = float(group["lr"]) * world_size
+        module = find_module(side.root, entry["module"], f"{path}.module")
+        group["params"] = [p for p in module.parameters() if p.requires_grad]
+        groups.append(group)
+    return groups
 
 
 def build_scheduler(settings: Optional[SchedulerSettings], optimizer, num_epochs: int, steps_per_epoch: int):
