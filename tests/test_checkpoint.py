@@ -1,4 +1,5 @@
 """Checkpoint files: atomic writes, weights_only reads, and errors that name the file."""
+import argparse
 import os
 
 import pytest
@@ -53,3 +54,16 @@ def test_ddp_prefix_and_missing_file(tmp_path):
     assert torch.equal(target.weight, source.weight)
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(str(tmp_path / "none.pt"))
+
+
+def test_a_checkpoint_saved_by_torchdistills_scripts_loads(tmp_path):
+    """torchdistill saves {model, optimizer, best_value, lr_scheduler, args} with its argparse.Namespace."""
+    from distillkit.models.cifar_resnet import CifarResNet
+
+    source = CifarResNet(8, 10)
+    path = tmp_path / "torchdistill.pt"
+    torch.save({"model": source.state_dict(), "optimizer": None, "best_value": 0.9, "lr_scheduler": None,
+                "args": argparse.Namespace(config="x.yaml", device="cuda")}, path)
+    target = CifarResNet(8, 10)
+    load_model_weights(target, str(path), what="teacher checkpoint")
+    assert all(torch.equal(a, b) for a, b in zip(source.state_dict().values(), target.state_dict().values()))
