@@ -136,3 +136,38 @@ def test_sigterm_to_one_rank_stops_every_rank_at_the_same_step(tmp_path):
     assert out.count("preempted: a resumable checkpoint") == 1
     saved = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
     assert "step_in_epoch" in saved and saved["epoch_in_progress"] >= 2
+
+
+def test_a_multi_stage_run_reaches_the_weights_of_one_process(tmp_path):
+    """Two stages under torchrun: the ranks meet between stages (a barrier) and end as one process does."""
+    def staged(batch):
+        head, rest = CONFIG.replace("BATCH", str(batch)).replace("LOSS", "CrossEntropyLoss").split("\ntrain:\n")
+        test = rest[rest.index("test:"):]
+        stages = f"""
+train:
+  log_freq: 1000
+  stage1:
+    num_epochs: 1
+    train_data_loader: {{dataset_id: 'fake/train', random_sample: False, batch_size: {batch}, num_workers: 0}}
+    val_data_loader: {{dataset_id: 'fake/val', random_sample: False, batch_size: 5, num_workers: 0}}
+    student: {{wrapper: 'DistributedDataParallel'}}
+    optimizer: {{type: 'SGD', params: {{lr: 0.5, momentum: 0.9}}}}
+    criterion: {{type: 'GeneralizedCustomLoss', org_term: {{criterion: {{type: 'CrossEntropyLoss'}}, factor: 1.0}}}}
+  stage2:
+    num_epochs: 1
+    optimizer: {{type: 'SGD', params: {{lr: 0.1}}}}
+    criterion: {{type: 'GeneralizedCustomLoss', org_term: {{criterion: {{type: 'CrossEntropyLoss'}}, factor: 1.0}}}}
+"""
+        path = tmp_path / f"staged_{batch}.yaml"
+        path.write_text(head + stages + test)
+        return str(path)
+
+    one = torchrun(1, "train", staged(8), "--run-dir", "one", "--device", "cpu", cwd=tmp_path)
+    two = torchrun(2, "train", staged(4), "--run-dir", "two", "--device", "cpu", cwd=tmp_path)
+    assert one.returncode == 0, one.stderr[-3000:]
+    assert two.returncode == 0, two.stderr[-3000:]
+    last = [torch.load(tmp_path / run / "checkpoints" / "last.pt", weights_only=True) for run in ("one", "two")]
+    assert [state["stage"] for state in last] == [1, 1]  # both ended in stage 2
+    weights = [state["model"] for state in last]
+    for key in weights[0]:
+        torch.testing.assert_close(weights[0][key], weights[1][key], rtol=1e-4, atol=1e-5)
