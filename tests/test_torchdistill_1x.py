@@ -197,6 +197,8 @@ def test_errors_name_the_key_as_the_1x_file_writes_it(write_yaml, in_tmp):
     assert "key 'train.train_data_loader.kwargs.batch_size'" in message
     message = _error(write_yaml, CONFIG_1X.replace("weight: 0.5\n        kd", "weight: 'half'\n        kd"))
     assert "key 'train.criterion.kwargs.sub_terms.ce.weight'" in message
+    message = _error(write_yaml, CONFIG_1X.replace("  optimizer: {key: 'SGD', kwargs:", "  optimizer: {kwargs:"))
+    assert "key 'train.optimizer.key'" in message and "the required key 'key' is missing" in message
 
 
 def test_set_takes_the_1x_key_paths(write_yaml, in_tmp):

@@ -61,29 +61,24 @@ def _scratch_free(block: dict) -> dict:
     return {k: v for k, v in block.items() if not str(k).startswith("_")}
 
 
-def _typed(block, path: str, pm: PathMap, extra: Tuple[str, ...] = ()) -> dict:
-    """``{key, kwargs, ...}`` -> ``{type, params, ...}`` (keys in ``extra`` kept as they are)."""
+def _typed(block, path: str, pm: PathMap, names: Tuple[str, str] = ("type", "params")) -> dict:
+    """``{key, kwargs, ...}`` -> ``{type, params, ...}`` (``names``: the engine's two names, a model's
+    ``name``/``params``)."""
     if not isinstance(block, dict):
         return block
     out = {k: v for k, v in _scratch_free(block).items() if k not in ("key", "kwargs")}
     if "key" in block:
-        out["type"] = block["key"]
-        pm.add(join_path(path, "type"), join_path(path, "key"))
-    out["params"] = dict(block.get("kwargs") or {})
-    pm.add(join_path(path, "params"), join_path(path, "kwargs"))
+        out[names[0]] = block["key"]
+    pm.add(join_path(path, names[0]), join_path(path, "key"))  # a missing key is named as the file would write it
+    out[names[1]] = dict(block.get("kwargs") or {})
+    pm.add(join_path(path, names[1]), join_path(path, "kwargs"))
     return out
 
 
 def _model(block, path: str, pm: PathMap):
-    if not isinstance(block, dict):
-        return block
-    out = {k: v for k, v in _scratch_free(block).items() if k not in ("key", "kwargs")}
-    out["name"] = block.get("key")
-    pm.add(join_path(path, "name"), join_path(path, "key"))
-    out["params"] = dict(block.get("kwargs") or {})
-    pm.add(join_path(path, "params"), join_path(path, "kwargs"))
-    destination = block.get("dst_ckpt")
-    if isinstance(destination, str) and destination and "experiment" not in block:
+    out = _typed(block, path, pm, names=("name", "params"))
+    destination = out.get("dst_ckpt") if isinstance(out, dict) else None
+    if isinstance(destination, str) and destination and "experiment" not in out:
         out["experiment"] = destination.replace("\\", "/").rsplit("/", 1)[-1].rsplit(".", 1)[0]
     return out
 

@@ -39,10 +39,6 @@ def import_get(key: str, package=None):
     return getattr(module, attr)
 
 
-def _mark_error(node, message: str) -> ConfigError:
-    return ConfigError(message, line=node.start_mark.line + 1)
-
-
 def _join(loader, node):
     return "".join(str(item) for item in loader.construct_sequence(node, deep=True))
 
