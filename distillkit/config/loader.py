@@ -40,12 +40,13 @@ class Config(dict):
 
     def locate(self, exc: ConfigError) -> ConfigError:
         """``exc`` with its key path as the file writes it, and the file and line of that key."""
+        line = self.line_of(exc.key_path)
         written = self.path_map.user_path(exc.key_path)
         if written != exc.key_path:  # the key's own name too, where the message quotes it ('name' -> 'key')
             engine_name, file_name = exc.key_path.rsplit(".", 1)[-1], written.rsplit(".", 1)[-1]
             exc.message = exc.message.replace(f"{engine_name!r}", f"{file_name!r}")
             exc.key_path = written
-        return exc.locate(file=self.file, line=self.line_of(exc.key_path))
+        return exc.locate(file=self.file, line=line)
 
     def line_of(self, key_path: Optional[str]) -> Optional[int]:
         """The line of ``key_path`` (as the file writes it), or of its nearest ancestor that has one."""

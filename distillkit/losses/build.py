@@ -104,12 +104,10 @@ class OrgIOAdapter(nn.Module):
 IO_PATH_PARAMS = ("student_module_path", "student_module_io", "teacher_module_path", "teacher_module_io")
 
 
-def _org_loss_as_sub_term(name: str, params: dict, key_path: str) -> nn.Module:
-    """An org loss placed as a sub term with torchdistill 1.x's ``{student,teacher}_module_{path,io}`` params."""
-    specs = {side: {"module_path": params.pop(f"{side}_module_path", SELF_PATH),
-                    "io": params.pop(f"{side}_module_io", "output")} for side in ("student", "teacher")}
-    loss = call_with_params(LOSSES[name], params, f"{key_path}.params", aliases=LOSSES.meta(name).get("aliases"))
-    return OrgIOAdapter(loss, specs["student"], specs["teacher"])
+def _pop_io_specs(params: dict) -> dict:
+    """torchdistill 1.x's ``{student,teacher}_module_{path,io}`` params of an org loss placed as a sub term."""
+    return {side: {"module_path": params.pop(f"{side}_module_path", SELF_PATH),
+                   "io": params.pop(f"{side}_module_io", "output")} for side in ("student", "teacher")}
 
 
 def build_term(block: dict, key_path: str, org: bool, term_params: Optional[dict] = None) -> nn.Module:
@@ -123,16 +121,17 @@ def build_term(block: dict, key_path: str, org: bool, term_params: Optional[dict
     if block["type"] in LOSSES:
         declared = LOSSES.meta(block["type"]).get("term")
         placed = "org" if org else "sub"
-        if declared == "org" and placed == "sub" and any(k in params for k in IO_PATH_PARAMS):
-            return _org_loss_as_sub_term(block["type"], params, key_path)
-        if declared is not None and declared != placed:
+        specs = _pop_io_specs(params) if declared == "org" and placed == "sub" and any(
+            k in params for k in IO_PATH_PARAMS) else None
+        if specs is None and declared is not None and declared != placed:
             where = {"org": "train.criterion.org_term.criterion (it is called on the model outputs)",
                      "sub": "train.criterion.sub_terms.<name>.criterion (it reads the hooked io_dicts)"}[declared]
             raise ConfigError(f"{block['type']} is registered as {'an org' if declared == 'org' else 'a sub'} term, "
                               f"but it is placed as {'an org' if org else 'a sub'} term here; move it to {where}.",
                               key_path=type_path)
-        return call_with_params(LOSSES[block["type"]], params, params_path,
+        loss = call_with_params(LOSSES[block["type"]], params, params_path,
                                 aliases=LOSSES.meta(block["type"]).get("aliases"))
+        return loss if specs is None else OrgIOAdapter(loss, specs["student"], specs["teacher"])
     cls = LOSSES.resolve(block["type"], key_path=type_path, fallbacks=(("torch.nn", _nn_losses()),))
     if org:
         return OrgTermAdapter(call_with_params(cls, params, params_path))
