@@ -13,6 +13,7 @@ from .config.overrides import parse_override
 from .engine.distributed import is_main_process
 from .errors import ConfigError, DistillkitError
 from .runner import evaluate_from_config, train_from_config
+from .tasks import summarize
 from .tools import prepare as prepare_tool
 from .tools.check import check_config
 from .tools.convert import convert_config
@@ -108,7 +109,7 @@ def train(args: argparse.Namespace) -> int:
               f"{shlex.join(command)}")
     elif results.get("student"):
         student = results["student"]
-        print(f"student test top-1 {student['top1']:.2f}% top-5 {student['top5']:.2f}%")
+        print(f"student test {summarize(student)}")
     else:
         print("nothing was trained or tested (train.num_epochs is 0, or there is no test loader).")
     return 0
@@ -121,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
         result = evaluate_from_config(args.config, ckpt=args.ckpt, teacher=args.teacher, overrides=args.overrides,
                                       device=args.device, strict=args.strict)
         if is_main_process():
-            print(f"top-1 {result['top1']:.2f}% top-5 {result['top5']:.2f}% on {result['count']} images")
+            print(summarize(result))
         return 0
     if args.command == "check":
         print(check_config(args.config, args.overrides, args.device, seed=args.seed, strict=args.strict))

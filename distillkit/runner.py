@@ -189,7 +189,7 @@ def _test(trainer: Trainer, experiment, student_only: bool, student_done: bool =
     results = {} if student_done else {"student": trainer.test()}
     if experiment.teacher is not None and not student_only and experiment.test_loader is not None:
         results["teacher"] = trainer.evaluate(experiment.test_loader, side="teacher")
-        logger.info("teacher test: top-1 %.2f%%, top-5 %.2f%%", results["teacher"]["top1"], results["teacher"]["top5"])
+        logger.info("teacher test: %s", experiment.task.summary(results["teacher"]))
     return results
 
 

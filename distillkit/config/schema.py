@@ -152,6 +152,7 @@ class LoaderSettings(Section):
     repeated_aug: int = setting("int", 0, min=0)
     dataset_wrapper: Optional[dict] = setting("mapping")  # {type | name, params}: extras in the batch's supp_dict
     decode: str = setting("str", "pil")  # pil | fast | cuda | dali (distillkit/data/decoding.py)
+    collate_fn: Optional[str] = setting("str")  # a registered collate function; default: the task's
 
 
 @dataclass
@@ -304,6 +305,7 @@ class RunSettings(Section):
     train: dict = setting("mapping", required=True)
     test: EvaluationSettings = setting(EvaluationSettings, factory=EvaluationSettings)
     imports: List[str] = setting("list", factory=list)
+    task: Optional[str] = setting("str")  # classification | segmentation | detection; default: inferred (tasks/)
     stages: List[TrainSettings] = field(default_factory=list, repr=False, metadata={"internal": True})
 
     @classmethod

@@ -25,7 +25,6 @@ from ..errors import ConfigError, DistillkitError
 from ..models.checkpoint import load_checkpoint, save_atomic
 from .checkpoint import PendingResume, RunCheckpoints, restore_rng_state, restore_run_state, run_state
 from .distributed import all_reduce_sum, explain_ddp_error
-from .evaluate import evaluate
 from .logs import MetricsLog, TensorBoardLog
 from .preemption import Preempted, PreemptionWatch
 from .progress import ProgressBar
@@ -146,8 +145,7 @@ class Trainer:
         if pending is not None:  # after the iterator drew its seed, as the uninterrupted run did at epoch start
             restore_rng_state(pending.rng)
         for step, (images, targets, supp) in enumerate(batches, start=first):
-            images = exp.speed.to_device(images, self.ctx.device)
-            targets = targets.to(self.ctx.device, non_blocking=True)
+            images, targets = exp.task.to_device(images, targets, self.ctx.device, exp.speed)
             if exp.mixup is not None:
                 images, targets = exp.mixup(images, targets)
             try:
@@ -159,9 +157,10 @@ class Trainer:
                 raise explained from exc
             if values is None:  # a skipped non-finite step
                 continue
+            count = exp.task.batch_size(images)
             for key, value in values.items():
-                sums[key] = sums.get(key, 0) + value * images.shape[0]
-            seen += images.shape[0]
+                sums[key] = sums.get(key, 0) + value * count
+            seen += count
             progress.update(step + 1, seen, sums["loss"])
             for callback in self.callbacks:
                 if hasattr(callback, "on_step_end"):
@@ -199,12 +198,13 @@ class Trainer:
         return self.exp.optimizer.param_groups[0]["lr"]
 
     def evaluate(self, loader, side: str = "student") -> Dict[str, float]:
-        """Top-1/top-5 of a side's whole model (as torchdistill: not the ``sequential`` part trained in a stage)."""
+        """The task's metrics (top-1/top-5 for classification) of a side's whole model (as torchdistill: not the
+        ``sequential`` part trained in a stage)."""
         module = self.exp.student if side == "student" else self.exp.teacher
         was_training = module.training
         module.eval()
         module.model.eval()
-        result = evaluate(module.model, loader, self.ctx, self.exp.amp)
+        result = self.exp.task.evaluate(module.model, loader, self.ctx, self.exp.amp)
         module.model.train(was_training)
         module.train(was_training)
         return result
@@ -280,10 +280,10 @@ class Trainer:
         row.update(self.train_one_epoch(epoch))
         if exp.val_loader is not None:
             val = self.evaluate(exp.val_loader)
-            row.update(val_top1=val["top1"], val_top5=val["top5"])
+            row.update({f"val_{name}": val[name] for name in exp.task.metrics})
             if exp.ema is not None:
-                ema = evaluate(exp.ema.module, exp.val_loader, self.ctx, exp.amp)
-                row.update(val_top1_ema=ema["top1"], val_top5_ema=ema["top5"])
+                ema = exp.task.evaluate(exp.ema.module, exp.val_loader, self.ctx, exp.amp)
+                row.update({f"val_{name}_ema": ema[name] for name in exp.task.metrics})
         return row
 
     def run_epochs(self) -> None:
@@ -319,10 +319,10 @@ class Trainer:
         return self.test()
 
     def test(self) -> Dict[str, float]:
-        """Top-1/top-5 of the student on the test loader (else the validation loader)."""
+        """The task's metrics of the student on the test loader (else the validation loader)."""
         loader = self.exp.test_loader or self.exp.val_loader
         if loader is None:
             return {}
         result = self.evaluate(loader)
-        logger.info("test: top-1 %.2f%%, top-5 %.2f%% on %d images", result["top1"], result["top5"], result["count"])
+        logger.info("test: %s", self.exp.task.summary(result))
         return result

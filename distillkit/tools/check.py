@@ -51,7 +51,7 @@ def check_config(config_path: str, overrides=(), device: str = None, seed: int =
 
 def _one_step(experiment, ctx, config_path: str) -> str:
     images, targets, supp = next(iter(experiment.train_loader))
-    images, targets = experiment.speed.to_device(images, ctx.device), targets.to(ctx.device)
+    images, targets = experiment.task.to_device(images, targets, ctx.device, experiment.speed)
     if experiment.mixup is not None:
         images, targets = experiment.mixup(images, targets)
     trainer = Trainer(experiment)  # no run directory: it writes nothing
@@ -63,7 +63,8 @@ def _one_step(experiment, ctx, config_path: str) -> str:
                               f"loss terms.")
     trainer.step(loss)
     rows = _rows("teacher", teacher_io) + _rows("student", student_io)
-    report = [f"config {config_path}: one training step on a batch of {images.shape[0]} images, nothing saved.",
+    count = experiment.task.batch_size(images)
+    report = [f"config {config_path}: one training step on a batch of {count} images, nothing saved.",
               format_table(rows, ("side", "path", "io", "shape", "dtype")) if rows else "(no hooked tensors)",
               format_table([(name, f"{value.item():.6g}") for name, value in terms.items()] +
                            [("total", f"{loss.item():.6g}")], ("loss term", "value (weighted)"))]
