@@ -15,11 +15,11 @@ from tests.test_end_to_end import DIGITS
 
 # 180 training images, validated and tested on themselves: two epochs in a few seconds
 SMALL = DIGITS.replace("val_fraction: 0.5", "val_fraction: 0.9").replace("ckpt: 'student.pt'", "ckpt: ").replace(
-    "dataset_id: *val", "dataset_id: *train")
+    "dataset_id: *val", "dataset_id: *train").replace("log_freq: 5", "log_freq: 1")
 
 
 def with_trackers(text: str) -> str:
-    return SMALL.replace("  log_freq: 5\n", f"  log_freq: 5\n  trackers: {text}\n")
+    return SMALL.replace("  log_freq: 1\n", f"  log_freq: 1\n  trackers: {text}\n")
 
 
 @pytest.fixture
@@ -88,6 +88,8 @@ def test_each_tracker_holds_the_rows_config_and_results(in_tmp, write_yaml, offl
     rows = [json.loads(line) for line in open("run/metrics.jsonl")]
     results = json.load(open("run/results.json"))
     assert [r["epoch"] for r in rows] == [0, 1]
+    log = open("run/train.log").read()  # the plain progress line of each log_freq step, as a log file gets it
+    assert "epoch 1 step 2/3 loss " in log and " img/s ETA " in log and " img/s in 0:" in log
     columns = [k for k in rows[0] if k != "epoch"]
     assert {"loss", "loss/org", "lr", "val_top1", "val_top5"} <= set(columns)
 
@@ -99,7 +101,7 @@ def test_each_tracker_holds_the_rows_config_and_results(in_tmp, write_yaml, offl
     for key in columns:
         history = client.get_metric_history(run.info.run_id, key.replace("/", "."))
         assert [(m.step, m.value) for m in history] == [(r["epoch"], r[key]) for r in rows], key
-    assert run.data.params["train.num_epochs"] == "2" and run.data.params["train.log_freq"] == "5"
+    assert run.data.params["train.num_epochs"] == "2" and run.data.params["train.log_freq"] == "1"
     assert run.data.params["models.student_model.name"] == "cifar_resnet8"
     assert run.data.metrics["results.student.top1"] == results["student"]["top1"]
     saved = os.path.join(run.info.artifact_uri.replace("file://", ""), "results.json")

@@ -145,7 +145,7 @@ class Trainer:
         first = pending.step_in_epoch if pending else 0
         self.first_step_of_window = self.global_step + 1
         start, steps = time.perf_counter(), len(exp.train_loader)
-        progress = ProgressBar(steps, f"epoch {epoch}", enabled=self.ctx.is_main)
+        progress = ProgressBar(steps, f"epoch {epoch}", enabled=self.ctx.is_main, first=first, seen=seen)
         batches = iter(exp.train_loader)
         if pending is not None:  # after the iterator drew its seed, as the uninterrupted run did at epoch start
             restore_rng_state(pending.rng)
@@ -177,8 +177,8 @@ class Trainer:
                 raise Preempted(f"stopped by SIGTERM in epoch {epoch} after step {step + 1}/{steps}")
             if (step + 1) % exp.log_freq == 0:
                 self.check_finite(sums)
-                logger.info("epoch %d step %d/%d loss %.4f lr %.3g", epoch, step + 1, steps,
-                            (sums["loss"] / seen).item(), self.lr)
+                progress.clear()  # the log line, not mixed into the bar's
+                logger.info("epoch %d step %s lr %.3g", epoch, progress.status(step + 1, seen, sums["loss"]), self.lr)
         progress.close()
         if exp.teacher_cache is not None:
             exp.teacher_cache.end_epoch(epoch)
