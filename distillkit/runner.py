@@ -148,9 +148,9 @@ def train_from_config(config_path: str, *, overrides: Iterable[str] = (), device
             record_config(run_dir, config, resuming=resume_path is not None,
                           allow_config_change=allow_config_change)
             logger.info("run directory: %s", run_dir)
-        with located(config):
-            entries = run_entries(parse_settings(config).stages)
-        trackers = Trackers.open(entries, plain_config(config), run_dir, ctx.is_main, resuming=resume_path is not None)
+        with located(config):  # checked on every rank, started on rank 0, before anything is built
+            trackers = Trackers.open(run_entries(parse_settings(config).stages), plain_config(config), run_dir,
+                                     ctx.is_main, resuming=resume_path is not None)
         shared = build_shared(config, ctx)
         resume_state = load_checkpoint(resume_path, "resume checkpoint") if resume_path else None  # read once
         stages = range(first_stage(shared.run.stages, resume_state), len(shared.run.stages))

@@ -127,11 +127,12 @@ def test_each_tracker_holds_the_rows_config_and_results(in_tmp, write_yaml, offl
     assert events.Scalars("results/student/top1")[0].value == pytest.approx(results["student"]["top1"], rel=1e-6)
 
 
-def test_a_misspelt_tracker_is_named_with_the_nearest_names(in_tmp, write_yaml, capsys):
-    assert main(["train", write_yaml(with_trackers("[tensorboard, wandbb]")), "--run-dir", "run",
-                 "--device", "cpu"]) == 2
+@pytest.mark.parametrize("command", ["train", "check"])
+def test_a_misspelt_tracker_is_named_with_the_nearest_names(in_tmp, write_yaml, capsys, command):
+    config = write_yaml(with_trackers("[tensorboard, wandbb]"))
+    assert main([command, config, "--device", "cpu"] + (["--run-dir", "run"] if command == "train" else [])) == 2
     err = capsys.readouterr().err
-    assert "train.trackers.1" in err and "'wandbb'" in err and "wandb" in err.split("'wandbb'")[1]
+    assert "line 22, key 'train.trackers.1'" in err and "'wandbb'" in err and "wandb" in err.split("'wandbb'")[1]
     assert not os.path.exists("run/checkpoints") or os.listdir("run/checkpoints") == []
 
 

@@ -75,6 +75,16 @@ def missing_library(name: str, key_path: str) -> ConfigError:
                        f"train.trackers.", key_path=key_path)
 
 
+def check_installed(entries: Optional[List[Entry]]) -> List[Entry]:
+    """The trackers to start (``None``: the default, TensorBoard when installed); a missing library is an error."""
+    if entries is None:
+        return [("tensorboard", {}, "train.trackers")] if TensorBoardTracker.installed() else []
+    for name, _, path in entries:
+        if not TRACKERS[name].installed():
+            raise missing_library(name, path)
+    return entries
+
+
 class Trackers:
     """The trackers of one run, fed together: ``log_epoch`` with each row, ``log_results``, ``close``."""
 
@@ -85,11 +95,7 @@ class Trackers:
     def open(cls, entries: Optional[List[Entry]], config: dict, run_dir: str, is_main: bool,
              resuming: bool = False) -> "Trackers":
         """Check the libraries (every rank) and start the trackers (rank 0; none elsewhere)."""
-        if entries is None:  # the default: TensorBoard when installed
-            entries = [("tensorboard", {}, "train.trackers")] if TensorBoardTracker.installed() else []
-        for name, _, path in entries:
-            if not TRACKERS[name].installed():
-                raise missing_library(name, path)
+        entries = check_installed(entries)
         if not is_main:
             return cls()
         state_path = os.path.join(run_dir, STATE_FILE)
