@@ -224,3 +224,23 @@ def test_stages_share_one_list_of_trackers():
     with pytest.raises(ConfigError, match="train.stage2.trackers"):
         run_entries([Stage("train.stage1", ["wandb"]), Stage("train.stage2", ["mlflow"])])
     assert run_entries([Stage("train", ["mlflow"])]) == [("mlflow", {}, "train.trackers.0")]
+
+
+def test_mlflow_resume_continues_one_run_and_tagged_keys_become_params(tmp_path, offline):
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    uri = (tmp_path / "mlruns").as_uri()
+    entries = parse_entries([{"name": "mlflow", "tracking_uri": uri}], "train.trackers")
+    config = {"train": {"lr": 0.1}, "datasets": {"path": {"!join": ["a", "b"]}}}
+    first = Trackers.open(entries, config, str(tmp_path), is_main=True)
+    first.log_epoch({"epoch": 0, "loss": 2.0, "loss/kd": 1.5}, 0)
+    first.close(failed=True)  # a crash after epoch 0
+    again = Trackers.open(entries, config, str(tmp_path), is_main=True, resuming=True)
+    again.log_epoch({"epoch": 1, "loss": 1.0, "loss/kd": 0.5}, 1)
+    again.close()
+    client = MlflowClient(tracking_uri=uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("distillkit").experiment_id])
+    assert [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "loss.kd")] == [(0, 1.5), (1, 0.5)]
+    assert run.data.params == {"train.lr": "0.1", "datasets.path._join": '["a", "b"]'}
+    assert run.info.status == "FINISHED" and run.info.run_name == os.path.basename(tmp_path)

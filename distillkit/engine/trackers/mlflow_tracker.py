@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 
 from .base import Tracker, flatten, scalars
@@ -15,6 +16,11 @@ def metric_name(key: str) -> str:
     """MLflow's file store keeps a metric per file, so ``loss`` and ``loss/org`` cannot both be files:
     ``loss/org`` is logged as ``loss.org`` (in every store, so names do not depend on the store)."""
     return key.replace("/", ".")
+
+
+def param_name(key: str) -> str:
+    """A config key path as an MLflow param name (letters, digits, ``_-. /``; a tag such as ``!join`` -> ``_join``)."""
+    return re.sub(r"[^\w\-. /]", "_", key)[:250]
 
 
 class MlflowTracker(Tracker):
@@ -46,8 +52,9 @@ class MlflowTracker(Tracker):
     def _log_config(self, config):
         from mlflow.entities import Param
 
-        params = [Param(key[:250], json.dumps(value, default=str)[:MAX_PARAM_VALUE] if not isinstance(value, str)
-                        else value[:MAX_PARAM_VALUE]) for key, value in flatten(config, sep=".").items()]
+        values = {param_name(key): value if isinstance(value, str) else json.dumps(value, default=str)
+                  for key, value in flatten(config, sep=".").items()}
+        params = [Param(key, value[:MAX_PARAM_VALUE]) for key, value in values.items()]
         for start in range(0, len(params), PARAMS_PER_BATCH):
             self.client.log_batch(self.run_id, params=params[start:start + PARAMS_PER_BATCH])
         self.client.log_dict(self.run_id, config, "config.json")
