@@ -8,10 +8,10 @@ One step::
 
 Each epoch trains, evaluates on the validation loader, writes ``checkpoints/epoch_NNNN.pt``
 (``last.pt``, and ``best.pt`` when the best metric improves) and the student's ``ckpt``,
-and appends a row to ``metrics.jsonl`` (and gives it to the experiment trackers: the runner's, else
-the run directory's ``train.trackers``).  Only rank 0 writes.  Loss values stay on the
-device between ``log_freq`` steps.  Callbacks (objects with ``on_step_end(trainer, values)``
-and/or ``on_epoch_end(trainer, epoch, row)``) see every step and every epoch.
+and appends a row to ``metrics.jsonl`` and gives it to the experiment trackers (``trackers``: the runner's,
+for the whole run; a Trainer given only ``run_dir`` opens and closes those of ``train.trackers``).
+Only rank 0 writes.  Loss values stay on the device between ``log_freq`` steps.  Callbacks (objects with
+``on_step_end(trainer, values)`` and/or ``on_epoch_end(trainer, epoch, row)``) see every step and every epoch.
 """
 from __future__ import annotations
 
