@@ -19,7 +19,7 @@ from .tools.check import check_config
 from .tools.convert import convert_config
 from .tools.export import export_student
 from .tools.modules import module_table
-from .tools.plot import plot_run
+from .tools.plot import plot_runs
 
 
 def _add_common(parser: argparse.ArgumentParser, positional_config: bool = True) -> None:
@@ -87,8 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--to", choices=("0.x", "1.x"), default=None, help="the form to write (default: the other)")
     convert.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE")
     convert.add_argument("--debug", action="store_true")
-    plot = commands.add_parser("plot", help="PNG plots of the loss terms and accuracies of a run directory")
-    plot.add_argument("run_dir")
+    plot = commands.add_parser("plot", help="PNG curves of each loss term and validation metric, one line per run")
+    plot.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    plot.add_argument("--out", default=None, help="where the PNGs go (default: the run directory of one run, else "
+                                                   "plots/)")
     plot.add_argument("--debug", action="store_true")
     return parser
 
@@ -143,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
         print(convert_config(args.config, args.overrides, args.to), end="")
         return 0
     if args.command == "plot":
-        for path in plot_run(args.run_dir):
+        for path in plot_runs(args.run_dirs, args.out):
             print(f"wrote {path}")
         return 0
     return 2

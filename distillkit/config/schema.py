@@ -279,6 +279,9 @@ class TrainSettings(Section):
     teacher_inference_mode: bool = setting("bool", False)
     teacher_cache: Optional[TeacherCacheSettings] = setting(TeacherCacheSettings)
     best_metric: BestMetricSettings = setting(BestMetricSettings, factory=BestMetricSettings)
+    # [name | {name, <option>: value}]: experiment trackers (distillkit/engine/trackers); absent: tensorboard when
+    # installed; []: none
+    trackers: Optional[list] = setting("list")
 
     def __post_init__(self):
         clip = self.optimizer.max_grad_norm if self.optimizer is not None else None

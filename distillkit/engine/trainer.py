@@ -8,9 +8,10 @@ One step::
 
 Each epoch trains, evaluates on the validation loader, writes ``checkpoints/epoch_NNNN.pt``
 (``last.pt``, and ``best.pt`` when the best metric improves) and the student's ``ckpt``,
-and appends a row to ``metrics.jsonl``.  Only rank 0 writes.  Loss values stay on the
-device between ``log_freq`` steps.  Callbacks (objects with ``on_step_end(trainer, values)``
-and/or ``on_epoch_end(trainer, epoch, row)``) see every step and every epoch.
+and appends a row to ``metrics.jsonl`` and gives it to the experiment trackers (``trackers``: the runner's,
+for the whole run; a Trainer given only ``run_dir`` opens and closes those of ``train.trackers``).
+Only rank 0 writes.  Loss values stay on the device between ``log_freq`` steps.  Callbacks (objects with
+``on_step_end(trainer, values)`` and/or ``on_epoch_end(trainer, epoch, row)``) see every step and every epoch.
 """
 from __future__ import annotations
 
@@ -25,17 +26,18 @@ from ..errors import ConfigError, DistillkitError
 from ..models.checkpoint import load_checkpoint, save_atomic
 from .checkpoint import PendingResume, RunCheckpoints, restore_rng_state, restore_run_state, run_state
 from .distributed import all_reduce_sum, explain_ddp_error
-from .logs import MetricsLog, TensorBoardLog
+from .logs import MetricsLog
 from .preemption import Preempted, PreemptionWatch
 from .progress import ProgressBar
 from .step import OptimizerStep, step_scheduler
+from .trackers import Trackers, parse_entries
 
 logger = logging.getLogger(__name__)
 
 
 class Trainer:
     def __init__(self, experiment, run_dir: Optional[str] = None, start_epoch: int = 0,
-                 callbacks: Iterable[object] = ()):
+                 callbacks: Iterable[object] = (), trackers: Optional[Trackers] = None):
         self.exp = experiment
         self.ctx = experiment.ctx
         self.settings = experiment.settings
@@ -47,7 +49,9 @@ class Trainer:
                                   self.settings.optimizer.grad_accum_step) if experiment.optimizer is not None else None
         self.best = experiment.new_best_metric()
         self.metrics = MetricsLog(os.path.join(run_dir, "metrics.jsonl"), self.ctx.is_main) if run_dir else None
-        self.tensorboard = TensorBoardLog(run_dir, self.ctx.is_main) if run_dir else None
+        self.owns_trackers = trackers is None and run_dir is not None  # else the caller's, for the whole run
+        self.trackers = Trackers.open(parse_entries(self.settings.trackers, f"{self.settings.key_path}.trackers"), {},
+                                      run_dir, self.ctx.is_main) if self.owns_trackers else trackers or Trackers()
         self.checkpoints = RunCheckpoints(run_dir, self.settings.keep_last_checkpoints) if run_dir else None
         self.skipped = 0
         self.pending: Optional[PendingResume] = None  # set by resume() from a checkpoint taken inside an epoch
@@ -140,7 +144,7 @@ class Trainer:
         first = pending.step_in_epoch if pending else 0
         self.first_step_of_window = self.global_step + 1
         start, steps = time.perf_counter(), len(exp.train_loader)
-        progress = ProgressBar(steps, f"epoch {epoch}", enabled=self.ctx.is_main)
+        progress = ProgressBar(steps, f"epoch {epoch}", enabled=self.ctx.is_main, first=first, seen=seen)
         batches = iter(exp.train_loader)
         if pending is not None:  # after the iterator drew its seed, as the uninterrupted run did at epoch start
             restore_rng_state(pending.rng)
@@ -172,8 +176,8 @@ class Trainer:
                 raise Preempted(f"stopped by SIGTERM in epoch {epoch} after step {step + 1}/{steps}")
             if (step + 1) % exp.log_freq == 0:
                 self.check_finite(sums)
-                logger.info("epoch %d step %d/%d loss %.4f lr %.3g", epoch, step + 1, steps,
-                            (sums["loss"] / seen).item(), self.lr)
+                progress.clear()  # the log line, not mixed into the bar's
+                logger.info("epoch %d step %s lr %.3g", epoch, progress.status(step + 1, seen, sums["loss"]), self.lr)
         progress.close()
         if exp.teacher_cache is not None:
             exp.teacher_cache.end_epoch(epoch)
@@ -269,8 +273,8 @@ class Trainer:
             return {"preempted": True}
         finally:
             self.preemption.close()
-            if self.tensorboard:
-                self.tensorboard.close()
+            if self.owns_trackers:
+                self.trackers.close()
         return self.finish() if test else {}
 
     def epoch_metrics(self, epoch: int) -> Dict[str, float]:
@@ -300,7 +304,7 @@ class Trainer:
                                metric=row[self.best.name])
             if self.metrics:  # the row first: a resumed run drops rows past its checkpoint
                 self.metrics.write(row)
-                self.tensorboard.write(row)
+            self.trackers.log_epoch(row, epoch)  # every tracker (rank 0 has them)
             self.save(epoch, is_best)  # the end-of-epoch state, scheduler stepped
             self.post_epoch_process()
             for callback in self.callbacks:

@@ -8,9 +8,10 @@ import torch
 from ..config import load_config
 from ..engine.distributed import setup_distributed
 from ..engine.logs import setup_logging
+from ..engine.trackers import check_installed, run_entries
 from ..engine.trainer import Trainer
 from ..errors import DistillkitError
-from ..experiment import build_experiment, build_shared
+from ..experiment import build_experiment, build_shared, located
 from ..utils import seed_everything
 
 
@@ -40,6 +41,8 @@ def check_config(config_path: str, overrides=(), device: str = None, seed: int =
     config = load_config(config_path, overrides, strict=strict)
     seed_everything(seed)
     shared = build_shared(config, ctx)
+    with located(config):  # train.trackers: names, options and libraries (none is started)
+        check_installed(run_entries(shared.run.stages))
     reports = []
     for stage in range(len(shared.run.stages)):
         experiment = build_experiment(config, ctx, seed=seed, for_training=True, stage=stage, shared=shared)
