@@ -95,7 +95,7 @@ def _hub_model(repo_or_dir: str, name: str, params: dict, key_path: str) -> nn.M
             raise ConfigError(
                 f"torch.hub could not load {name!r} from {repo_or_dir!r}: the repository's hubconf.py needs "
                 f"{', '.join(map(repr, missing))}, not installed here ({exc}). Install it (`pip install "
-                f"{' '.join(missing)}`; yoshitomo-matsubara/sc2-benchmark's models need compressai) and run again. "
+                f"{' '.join(missing)}`, or the package that provides it) and run again. "
                 f"torchdistill cannot run this config without it either: it builds the model by the same "
                 f"torch.hub.load(repo_or_dir, key, **kwargs), which imports that hubconf.py.",
                 key_path=f"{key_path}.repo_or_dir") from exc
