@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import types
 
 import torch
@@ -71,16 +72,36 @@ def _create_timm(timm, name: str, params: dict, params_path: str) -> nn.Module:
     return model
 
 
+def _missing_modules(exc: BaseException) -> list:
+    """The modules a hub repository's code needs and cannot import: an ``import`` in its hubconf.py that fails, or
+    torch.hub's check of the hubconf's ``dependencies`` list; ``[]`` for any other failure."""
+    if isinstance(exc, ModuleNotFoundError) and exc.name:
+        return [exc.name.split(".")[0]]
+    match = re.fullmatch(r"Missing dependencies: (.+)", str(exc)) if isinstance(exc, RuntimeError) else None
+    return match.group(1).split(", ") if match else []
+
+
 def _hub_model(repo_or_dir: str, name: str, params: dict, key_path: str) -> nn.Module:
-    """``torch.hub.load(repo_or_dir, name, **params)`` (a folder: its hubconf.py), its failures (offline, an unknown
-    entry) as one paragraph."""
-    source = "local" if os.path.isdir(os.path.expanduser(repo_or_dir)) else "github"
+    """``torch.hub.load(repo_or_dir, name, **params)`` (a folder: its hubconf.py; ``params.source`` as torch.hub's
+    own, which torchdistill passes on), its failures (offline, an unknown entry, a missing dependency) as one
+    paragraph."""
+    folder = os.path.expanduser(repo_or_dir)
+    source = params.pop("source", "local" if os.path.isdir(folder) else "github")
     try:
-        return torch.hub.load(os.path.expanduser(repo_or_dir) if source == "local" else repo_or_dir, name,
-                              source=source, **params)
+        return torch.hub.load(folder if source == "local" else repo_or_dir, name, source=source, **params)
     except (OSError, RuntimeError, ValueError, ImportError, AttributeError) as exc:
-        raise ConfigError(f"torch.hub could not load {name!r} from {repo_or_dir!r}: {exc}. Without network, clone "
-                          f"the repository and set repo_or_dir to its folder (torch.hub reads a local hubconf.py).",
+        missing = _missing_modules(exc)
+        if missing:
+            raise ConfigError(
+                f"torch.hub could not load {name!r} from {repo_or_dir!r}: the repository's hubconf.py needs "
+                f"{', '.join(map(repr, missing))}, not installed here ({exc}). Install it (`pip install "
+                f"{' '.join(missing)}`, or the package that provides it) and run again. "
+                f"torchdistill cannot run this config without it either: it builds the model by the same "
+                f"torch.hub.load(repo_or_dir, key, **kwargs), which imports that hubconf.py.",
+                key_path=f"{key_path}.repo_or_dir") from exc
+        hint = (" Without network, clone the repository and set repo_or_dir to its folder (torch.hub reads a local "
+                "hubconf.py)." if source == "github" else "")
+        raise ConfigError(f"torch.hub could not load {name!r} from {repo_or_dir!r}: {exc}.{hint}",
                           key_path=f"{key_path}.repo_or_dir") from exc
 
 
