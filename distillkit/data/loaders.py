@@ -22,7 +22,7 @@ from .batch import collate_batch
 from .replay import ViewRecordingDataset
 from .samplers import ReplaySampler, ResumableSampler, ShardSampler
 from .shards import build_stream_loader
-from .decoding import decoded_dataset
+from .decoding import decoded_dataset, resolve_decode
 from .wrappers import wrap_dataset
 
 logger = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ def build_loader(settings: LoaderSettings, datasets: Dict[str, object], *, train
                           key_path=f"{key_path}.dataset_id",
                           candidates=nearest_names(settings.dataset_id, datasets))
     dataset = datasets[settings.dataset_id]
-    decode = settings.decode
+    decode = resolve_decode(settings.decode, dataset, bool(settings.dataset_wrapper), f"{key_path}.decode")
     if getattr(dataset, "streaming", False):  # TarShards: a loader of its own (data/shards.py)
         return build_stream_loader(settings, dataset, decode, training=training, rank=rank, world_size=world_size,
                                    seed=seed, pin_memory=pin_memory, replay_plan=replay_plan)
