@@ -135,3 +135,23 @@ def test_the_fast_path_keeps_the_unreadable_file_guard(tmp_path, skip):
     if skip:
         assert views["auto"][0].dtype == torch.uint8 and torch.equal(views["auto"][0], views["auto"][1])
         assert torch.equal(views["auto"][0].permute(2, 0, 1).float() / 255, views["pil"][0])
+
+
+def test_a_pil_record_replayed_under_auto_names_decode_pil(tmp_path):
+    """A teacher-cache record made by the PIL path (the default before auto) is refused under decode: fast with
+    the fix named; another difference gets no such hint."""
+    from types import SimpleNamespace
+
+    from distillkit.engine.teacher_cache import TeacherCache
+    from distillkit.errors import DistillkitError
+
+    ctx = SimpleNamespace(world_size=1, rank=0, device="cpu")
+    meta = {"transform": ["RandomResizedCrop(size=(8, 8))", "ToTensor()"], "num_samples": 4, "world_size": 1,
+            "top_k": None, "teacher": "abc"}
+    torch.save({"meta": meta}, tmp_path / "epoch_0000.rank0-of-1.pt")
+    for signature, hinted in ((meta["transform"] + ["decode: fast"], True), (["ToTensor()", "decode: fast"], False)):
+        cache = TeacherCache(str(tmp_path), None, signature, 4, ctx, teacher="abc")
+        with pytest.raises(DistillkitError) as info:
+            cache.begin_epoch(0, sampler=None)
+        assert "made with a different transform" in str(info.value)
+        assert ("set decode: pil on train.train_data_loader" in str(info.value)) == hinted
