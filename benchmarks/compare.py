@@ -156,7 +156,8 @@ def main():
     parser.add_argument("--torchdistill-dir", default=os.path.join(HERE, ".torchdistill"))
     parser.add_argument("--torchdistill-version", default="1.1.5")
     parser.add_argument("--images", type=int, default=256, help="input job: JPEGs generated")
-    parser.add_argument("--only", help="comma-separated variant names to run (default: all of the job's)")
+    parser.add_argument("--only", action="append", help="a variant to run, by its name (repeat the option for "
+                                                        "several; default: all of the job's)")
     args, passthrough = parser.parse_known_args()
     device = device_name(passthrough)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, HERE, args.torchdistill_dir]))
@@ -165,7 +166,7 @@ def main():
         sys.path[:0] = [ROOT, HERE]
     jobs = variants(args.job, cache_dir, device)
     if args.only:
-        wanted = [name.strip() for name in args.only.split(",")]
+        wanted = [name.strip() for name in args.only]
         unknown = [name for name in wanted if name not in jobs]
         if unknown:
             sys.exit(f"--only: unknown variant(s) {unknown}; the {args.job} job has {list(jobs)}")
