@@ -4,7 +4,8 @@
     python benchmarks/compare.py tat    # hand-written, distillkit defaults, distillkit speed
     python benchmarks/compare.py cache  # distillkit live teacher vs replayed teacher cache
     python benchmarks/compare.py settings  # the KD job with each speed setting alone vs defaults
-    python benchmarks/compare.py input  # images/s per core: torchvision's ImageFolder vs decode: fast, TarShards
+    python benchmarks/compare.py input  # images/s per core: torchvision's ImageFolder vs distillkit's default
+                                        # loader, decode: fast, TarShards (header-scan and webdataset readers)
 
 Arguments after the job go to every variant (--device, --batch-size, --image-size, --warmup,
 --steps, --workers).  Prints the ratios and the targets, writes everything as JSON (--out).
@@ -33,12 +34,14 @@ def input_variants(device: str) -> dict:
     """The input job: torchvision's default path, each distillkit option (input_job.py)."""
     from distillkit.data import jpeg
 
-    names = {"torchvision ImageFolder (PIL)": "torchvision",
+    names = {"torchvision ImageFolder (PIL)": "torchvision", "distillkit default loader": "default",
              "decode: fast (torchvision dec.)": "fast-torchvision", "decode: fast (PIL draft)": "fast-pil"}
     if "simplejpeg" in jpeg.available_backends():
         names["decode: fast (simplejpeg)"] = "fast-simplejpeg"
     names.update({"decode: fast + CPU normalise": "fast-normalize", "TarShards full, fast": "shards-fast",
-                  "TarShards 320px, pil": "shards320-pil", "TarShards 320px, fast": "shards320-fast"})
+                  "TarShards 320px, pil": "shards320-pil", "TarShards 320px, fast": "shards320-fast",
+                  "TarShards full, fast, wds reader": "shards-fast-wds",
+                  "TarShards 320px, fast, wds reader": "shards320-fast-wds"})
     if device.startswith("cuda"):
         names["decode: cuda (nvJPEG)"] = "cuda"
         if importlib.util.find_spec("nvidia.dali") is not None:
@@ -103,14 +106,18 @@ RATIOS = {
             ("hand-written / distillkit speed", "hand-written", "distillkit speed", None)],
     "cache": [("live / cached teacher", "live teacher", "cached teacher", None)],
     "settings": [(f"defaults / {name}", "distillkit defaults", name, None) for name in SETTINGS],
-    "input": [("fast / default (images/s per core)", "torchvision ImageFolder (PIL)", "decode: fast (torchvision dec.)",
+    "input": [("distillkit default / torchvision", "torchvision ImageFolder (PIL)", "distillkit default loader", None),
+              ("fast / default (images/s per core)", "torchvision ImageFolder (PIL)", "decode: fast (torchvision dec.)",
                (">=", 1.6)),
               ("fast PIL draft / default", "torchvision ImageFolder (PIL)", "decode: fast (PIL draft)", None),
               ("fast simplejpeg / default", "torchvision ImageFolder (PIL)", "decode: fast (simplejpeg)", None),
               ("fast + CPU normalise / default", "torchvision ImageFolder (PIL)", "decode: fast + CPU normalise", None),
               ("shards full fast / default", "torchvision ImageFolder (PIL)", "TarShards full, fast", None),
               ("shards 320px pil / default", "torchvision ImageFolder (PIL)", "TarShards 320px, pil", None),
-              ("shards 320px fast / default", "torchvision ImageFolder (PIL)", "TarShards 320px, fast", (">=", 3.0))],
+              ("shards 320px fast / default", "torchvision ImageFolder (PIL)", "TarShards 320px, fast", (">=", 3.0)),
+              ("header reader / wds reader, full", "TarShards full, fast, wds reader", "TarShards full, fast", None),
+              ("header reader / wds reader, 320px", "TarShards 320px, fast, wds reader", "TarShards 320px, fast",
+               None)],
 }
 
 
@@ -149,6 +156,8 @@ def main():
     parser.add_argument("--torchdistill-dir", default=os.path.join(HERE, ".torchdistill"))
     parser.add_argument("--torchdistill-version", default="1.1.5")
     parser.add_argument("--images", type=int, default=256, help="input job: JPEGs generated")
+    parser.add_argument("--only", action="append", help="a variant to run, by its name (repeat the option for "
+                                                        "several; default: all of the job's)")
     args, passthrough = parser.parse_known_args()
     device = device_name(passthrough)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, HERE, args.torchdistill_dir]))
@@ -156,6 +165,12 @@ def main():
     if args.job == "input":
         sys.path[:0] = [ROOT, HERE]
     jobs = variants(args.job, cache_dir, device)
+    if args.only:
+        wanted = [name.strip() for name in args.only]
+        unknown = [name for name in wanted if name not in jobs]
+        if unknown:
+            sys.exit(f"--only: unknown variant(s) {unknown}; the {args.job} job has {list(jobs)}")
+        jobs = {name: command for name, command in jobs.items() if name in wanted}
     if args.job == "input":
         prepare_input_data(cache_dir, args.images)
         passthrough = [*passthrough, "--data", cache_dir]

@@ -10,11 +10,14 @@ cost per image on one core, which other jobs on a shared machine do not inflate 
 ``--passes`` passes over the data is.  The view is the
 standard training one: RandomResizedCrop 224, horizontal flip, ToTensor, Normalize.
 
-Variants: ``torchvision`` (ImageFolder + PIL + torchvision transforms, plain DataLoader: the default
+Variants: ``torchvision`` (ImageFolder + PIL + torchvision transforms, plain DataLoader: torchvision's
 path), ``fast-<backend>`` (distillkit ``decode: fast``, JPEG backend pil | torchvision | simplejpeg; the
 batches stay uint8), ``fast-normalize`` (``decode: fast`` plus the float conversion and normalisation on
 this CPU, what a CPU-only run pays), ``shards-fast`` / ``shards320-pil`` / ``shards320-fast``
-(TarShards), ``cuda`` / ``dali`` (GPU decoding of each batch, timed with the device synchronised).
+(TarShards, distillkit's header-scan reader), ``shards-fast-wds`` / ``shards320-fast-wds`` (the same shards
+as ``file://`` URLs, read through webdataset's tar iterator), ``default`` (distillkit's ImageFolder loader
+with no ``decode`` key: what a config gets by default), ``cuda`` / ``dali`` (GPU decoding of each batch,
+timed with the device synchronised).
 """
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from common import MEAN, STD, peak_memory_mib  # noqa: E402
 
 VARIANTS = ("torchvision", "fast-pil", "fast-torchvision", "fast-simplejpeg", "fast-normalize", "shards-fast",
-            "shards320-pil", "shards320-fast", "cuda", "dali")
+            "shards320-pil", "shards320-fast", "shards-fast-wds", "shards320-fast-wds", "default", "cuda", "dali")
 
 
 def transform_params(size: int) -> list:
@@ -52,17 +55,18 @@ def torchvision_loader(args):
                       sampler=RandomSampler(dataset, generator=torch.Generator().manual_seed(args.seed)))
 
 
-def distillkit_loader(args, dataset_type: str, root: str, decode: str):
+def distillkit_loader(args, dataset_type: str, root, decode, **extra):
     from distillkit.config.schema import LoaderSettings
     from distillkit.data import build_datasets, build_loader
 
-    params = {"root": root, "transform_params": transform_params(args.image_size)}
+    params = {"root": root, "transform_params": transform_params(args.image_size), **extra}
     config = {"datasets": {"bench": {"type": dataset_type, "splits": {"train": {"dataset_id": "bench/train",
                                                                               "params": params}}}}}
     datasets = build_datasets(config)
-    settings = LoaderSettings.parse({"dataset_id": "bench/train", "batch_size": args.batch_size,
-                                     "num_workers": args.workers,
-                                     "decode": decode}, "train.train_data_loader")
+    loader = {"dataset_id": "bench/train", "batch_size": args.batch_size, "num_workers": args.workers}
+    if decode is not None:
+        loader["decode"] = decode
+    settings = LoaderSettings.parse(loader, "train.train_data_loader")
     return build_loader(settings, datasets, training=True, seed=args.seed)
 
 
@@ -73,6 +77,16 @@ def build(args):
     if variant.startswith("fast-") and variant != "fast-normalize":
         os.environ["DISTILLKIT_JPEG_BACKEND"] = variant[len("fast-"):]
     folder = os.path.join(args.data, "folder")
+    if variant == "default":  # distillkit's loader with no decode key
+        return distillkit_loader(args, "ImageFolder", folder, None)
+    if variant.endswith("-wds"):  # the same shards as file:// URLs: read through webdataset's tar iterator
+        import json
+
+        shards = os.path.join(args.data, variant.split("-")[0])
+        with open(os.path.join(shards, "index.json")) as handle:
+            names = [s["name"] for s in json.load(handle)["shards"]]
+        return distillkit_loader(args, "TarShards", [f"file://{os.path.join(shards, n)}" for n in names], "fast",
+                                 index=os.path.join(shards, "index.json"))
     if variant.startswith("fast") or variant in ("cuda", "dali"):
         return distillkit_loader(args, "ImageFolder", folder, variant if variant in ("cuda", "dali") else "fast")
     shards, decode = variant.split("-")

@@ -151,7 +151,7 @@ class LoaderSettings(Section):
     prefetch_factor: Optional[int] = setting("int", min=1)
     repeated_aug: int = setting("int", 0, min=0)
     dataset_wrapper: Optional[dict] = setting("mapping")  # {type | name, params}: extras in the batch's supp_dict
-    decode: str = setting("str", "pil")  # pil | fast | cuda | dali (distillkit/data/decoding.py)
+    decode: str = setting("str", "auto")  # auto | pil | fast | cuda | dali (distillkit/data/decoding.py)
     collate_fn: Optional[str] = setting("str")  # a registered collate function; default: the task's
 
 

@@ -58,7 +58,8 @@ def build_split(type_name: str, type_key_path: str, split_block: dict, key_path:
         params["target_transform"] = target_transform
     if isinstance(params.get("root"), str):
         params["root"] = os.path.expanduser(params["root"])
-    _check_root(type_name, params, params_path)
+    if not getattr(cls, "checks_own_root", False):
+        _check_root(type_name, params, params_path)
     try:
         return call_with_params(cls, params, params_path)
     except OSError as exc:  # urllib's URLError too: a download that cannot reach the network

@@ -75,9 +75,11 @@ class DecodePipeline:
         position = 0
 
         def refuse(why: str):
-            raise ConfigError(f"decode: {mode} computes views from the encoded bytes and supports {SUPPORTED}; "
-                              f"{why}.", key_path=key_path,
-                              hint="Use decode: pil (the default) for other pipelines.")
+            error = ConfigError(f"decode: {mode} computes views from the encoded bytes and supports {SUPPORTED}; "
+                                f"{why}.", key_path=key_path,
+                                hint="Use decode: pil (or auto, the default) for other pipelines.")
+            error.reason = why  # what decode: auto logs when it keeps the PIL path (decoding.py)
+            raise error
 
         def interp(op):
             if op.interpolation not in _MODES or getattr(op, "antialias", True) is False:

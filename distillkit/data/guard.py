@@ -13,6 +13,7 @@ the file and the number of files skipped so far (one count shared by the DataLoa
 """
 from __future__ import annotations
 
+import copy
 import logging
 import multiprocessing
 from multiprocessing import context as mp_context
@@ -82,6 +83,13 @@ class GuardedLoader:
                     f"{self.skip_key}: true to skip unreadable files, each one counted in the log.",
                     path=str(path)) from exc
             return self._replacement(str(path), exc)
+
+    def around(self, loader) -> "GuardedLoader":
+        """This guard (its settings, its shared skip count) around another ``loader(path)``: ``decode: fast``
+        reads the files itself (data/decoding.py)."""
+        guarded = copy.copy(self)
+        guarded.loader = loader
+        return guarded
 
     def _replacement(self, path: str, exc: BaseException):
         if self._index is None:

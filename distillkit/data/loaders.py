@@ -23,7 +23,7 @@ from .batch import collate_batch
 from .replay import ViewRecordingDataset
 from .samplers import ReplaySampler, ResumableSampler, ShardSampler
 from .shards import build_stream_loader
-from .decoding import decoded_dataset
+from .decoding import decoded_dataset, resolve_decode
 from .wrappers import wrap_dataset
 
 logger = logging.getLogger(__name__)
@@ -42,12 +42,14 @@ def build_loader(settings: LoaderSettings, datasets: Dict[str, object], *, train
                           key_path=f"{key_path}.dataset_id",
                           candidates=nearest_names(settings.dataset_id, datasets))
     dataset = datasets[settings.dataset_id]
-    decode = settings.decode
+    if settings.collate_fn:
+        collate = COLLATE_FNS.resolve(settings.collate_fn, key_path=f"{key_path}.collate_fn")
+    # decode: auto reads images alone; a task's own collate (masks, boxes) keeps torchvision's path
+    mode = "pil" if settings.decode == "auto" and collate is not collate_batch else settings.decode
+    decode = resolve_decode(mode, dataset, bool(settings.dataset_wrapper), f"{key_path}.decode")
     if getattr(dataset, "streaming", False):  # TarShards: a loader of its own (data/shards.py)
         return build_stream_loader(settings, dataset, decode, training=training, rank=rank, world_size=world_size,
                                    seed=seed, pin_memory=pin_memory, replay_plan=replay_plan)
-    if settings.collate_fn:
-        collate = COLLATE_FNS.resolve(settings.collate_fn, key_path=f"{key_path}.collate_fn")
     if decode != "pil":  # the view computed from the file's bytes (data/decoding.py)
         dataset, collate = decoded_dataset(dataset, decode, f"{key_path}.decode", replay_plan)
     if settings.dataset_wrapper:

@@ -3,7 +3,9 @@
 A shard folder (written by ``distillkit prepare``, :mod:`distillkit.tools.prepare`) holds ``index.json``
 (``classes``, and each shard's file name and sample count) and ``shard-NNNNNN.tar`` files; a sample is the
 tar members that share a key: ``<key>.jpg`` (or .png, ...) and ``<key>.cls`` (the class index as text),
-as in WebDataset; any tar tool reads them, and so does the standard library's ``tarfile``.
+as in WebDataset; any tar tool reads them, and so does the standard library's ``tarfile``.  ``root`` may
+also be a WebDataset shard pattern or URL (brace ranges, ``pipe:``, ``s3://``), read through webdataset:
+:mod:`distillkit.data.shard_sources`.
 
 Each epoch (training) the shard order is shuffled with ``seed + epoch``; the stream of all samples in that
 order is cut into ``world_size`` contiguous ranges of ``ceil(N / world_size)`` samples (the last wraps to
@@ -43,8 +45,8 @@ from ..errors import ConfigError
 from ..registry import register_dataset
 from .fast_decode import ViewDecoder
 from .decoding import check_backend
+from .shard_sources import INDEX, read_samples, resolve
 
-INDEX = "index.json"
 FORMAT = "distillkit-shards/1"
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "ppm", "pgm", "tif", "tiff", "gif")
 
@@ -176,25 +178,21 @@ def _runs(positions: List[int]) -> List[Tuple[int, int]]:
 
 @register_dataset("TarShards")
 class TarShards(IterableDataset):
-    """Params: ``root`` (the folder with ``index.json``), ``shuffle_buffer`` (samples; 0 turns it off),
-    ``transform_params`` (as ImageFolder; with the loader's ``decode: fast`` computed from the bytes)."""
+    """Params: ``root`` (the folder with ``index.json``, or a WebDataset shard pattern / URL / list: see
+    :mod:`distillkit.data.shard_sources`), ``index`` (for a pattern: an index giving the sample counts),
+    ``shuffle_buffer`` (samples; 0 turns it off), ``transform_params`` (as ImageFolder; with the loader's
+    ``decode: fast`` computed from the bytes)."""
 
     streaming = True
+    checks_own_root = True  # a pattern or URL root is not a path that exists (datasets.py)
 
-    def __init__(self, root: str, transform=None, target_transform=None, shuffle_buffer: int = 1000):
-        index_path = os.path.join(str(root), INDEX)
-        if not os.path.isfile(index_path):
-            raise ConfigError(f"{index_path!r} does not exist: TarShards reads a folder written by "
-                              f"'distillkit prepare' (index.json and shard-*.tar).", key_path="params.root",
-                              hint="distillkit prepare IMAGE_FOLDER OUT_DIR [--max-side 320] writes one.")
-        with open(index_path) as handle:
-            index = json.load(handle)
-        if index.get("format") != FORMAT:
-            raise ConfigError(f"{index_path!r} is not a {FORMAT} index (format {index.get('format')!r}).",
-                              key_path="params.root")
-        self.root = str(root)
-        self.classes = list(index.get("classes") or [])
-        self.shards = [(os.path.join(self.root, s["name"]), int(s["count"])) for s in index["shards"]]
+    def __init__(self, root, transform=None, target_transform=None, shuffle_buffer: int = 1000,
+                 index: Optional[str] = None):
+        if isinstance(root, str) and os.path.isdir(root):
+            self.shards, self.classes = self._read_folder(root)
+        else:  # a shard pattern, list or URL (shard_sources.py)
+            self.shards, self.classes = resolve(root, index, "params")
+        self.root = root if isinstance(root, str) else list(root)
         self.total = sum(count for _, count in self.shards)
         self.transform, self.target_transform = transform, target_transform
         self.shuffle_buffer = int(shuffle_buffer)
@@ -202,6 +200,23 @@ class TarShards(IterableDataset):
         self.rank, self.world_size, self.seed, self.training = 0, 1, 0, False
         self.batch_size, self.num_workers, self.decoder = 1, 0, None
         self.state = torch.zeros(4, dtype=torch.int64).share_memory_()  # epoch, skip batches, its pass, this pass
+
+    @staticmethod
+    def _read_folder(root: str):
+        """``([(shard path, count)], classes)`` of a folder written by ``distillkit prepare``."""
+        index_path = os.path.join(root, INDEX)
+        if not os.path.isfile(index_path):
+            raise ConfigError(f"{index_path!r} does not exist: TarShards reads a folder written by "
+                              f"'distillkit prepare' (index.json and shard-*.tar), or a shard pattern such as "
+                              f"'{os.path.join(root, 'train-{000000..000009}.tar')}'.", key_path="params.root",
+                              hint="distillkit prepare IMAGE_FOLDER OUT_DIR [--max-side 320] writes one.")
+        with open(index_path) as handle:
+            index = json.load(handle)
+        if index.get("format") != FORMAT:
+            raise ConfigError(f"{index_path!r} is not a {FORMAT} index (format {index.get('format')!r}).",
+                              key_path="params.root")
+        shards = [(os.path.join(root, s["name"]), int(s["count"])) for s in index["shards"]]
+        return shards, list(index.get("classes") or [])
 
     def __len__(self) -> int:
         return self.total
@@ -254,7 +269,7 @@ class TarShards(IterableDataset):
                 lo, hi = max(start, s0), min(end, s0 + count)
                 if lo >= hi:
                     continue
-                for key, data, label in read_shard(self.shards[shard][0], lo - s0, hi - lo):
+                for key, data, label in read_samples(self.shards[shard][0], lo - s0, hi - lo):
                     yield positions[cursor], key, data, label
                     cursor += 1
 

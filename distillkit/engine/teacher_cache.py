@@ -100,10 +100,16 @@ class TeacherCache:
         if stored != self.meta:
             changed = [k for k in self.meta if stored[k] != self.meta[k]]
             details = ", ".join(f"{k}: {stored[k]!r} now {self.meta[k]!r}" for k in changed)
+            decoder = ""
+            now = list(self.meta["transform"])
+            if changed == ["transform"] and now[:-1] == list(stored["transform"] or []) and \
+                    str(now[-1]).startswith("decode: "):  # only the decoder differs
+                decoder = (" The record was made by torchvision's path (decode: pil, the default before decode: "
+                           "auto); set decode: pil on train.train_data_loader to replay it.")
             raise DistillkitError(f"teacher cache record {paths[self.ctx.rank]!r} was made with a different "
                                   f"{', '.join(changed)} ({details}); replaying it would not give this run's views "
                                   f"and teacher outputs. Point train.teacher_cache.dir at a new folder, or delete "
-                                  f"this one.")
+                                  f"this one.{decoder}")
         self.classes = int(record["classes"])
         self.record = {k: record[k].to(self.ctx.device) for k in ("values", "indices", "rest")}
         sampler.rows = [(int(i), p.tolist(), row) for row, (i, p) in enumerate(zip(record["index"], record["params"]))]
