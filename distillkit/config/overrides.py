@@ -24,10 +24,16 @@ def parse_override(text: str):
     return split_path(key.strip()), value
 
 
-def apply_overrides(config: dict, overrides: Iterable[str]) -> None:
-    """Set each override in place. A missing key close to an existing one is a typo: error."""
-    for text in overrides or ():
-        parts, value = parse_override(text)
+def apply_overrides(config: dict, overrides: Iterable) -> None:
+    """Set each override in place: a ``'key.path=value'`` text (the value parsed as YAML) or a ``(key path,
+    value)`` pair (the value as it is, from Python). A missing key close to an existing one is a typo: error."""
+    for item in overrides or ():
+        if isinstance(item, tuple):
+            (key, value), text = item, f"{item[0]}={item[1]!r}"
+            parts = split_path(key)
+        else:
+            text = item
+            parts, value = parse_override(text)
         node = config
         for depth, part in enumerate(parts):
             last = depth == len(parts) - 1
