@@ -22,7 +22,7 @@ LAYERS = [
     ["model_side"],
     ["engine"],
     ["experiment"],
-    ["runner", "tools"],
+    ["runner", "tools", "api"],
     ["cli"],
     ["__init__", "__main__"],
 ]
