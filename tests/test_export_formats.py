@@ -127,3 +127,19 @@ def test_a_missing_optional_library_is_named_with_the_extra(in_tmp, write_yaml, 
     assert main(["export", config, "--ckpt", "weights.pt", "--out", "s.onnx", "--format", "onnx"]) == 2
     err = capsys.readouterr().err
     assert "'onnx'" in err and "pip install 'distillkit[export]'" in err and not os.path.exists("s.onnx")
+
+
+def test_timm_folder_of_a_distilled_vit_evaluates_as_timm_does(in_tmp, write_yaml, capsys):
+    import timm
+
+    distilled = "{name: 'timm:deit_tiny_distilled_patch16_224', params: {img_size: 8, patch_size: 4, " \
+                "num_classes: 10, depth: 1, embed_dim: 16, num_heads: 2, eval_output: 'class'}}"
+    config, student = _student(write_yaml, distilled)
+    assert main(["export", config, "--ckpt", "weights.pt", "--out", "hub", "--format", "timm"]) == 0
+    assert "eval_output is not kept" in capsys.readouterr().out
+    images = torch.randn(2, 3, 8, 8)
+    student.train()
+    with torch.no_grad():
+        class_logits, dist_logits = student(images)
+    reloaded = timm.create_model("local-dir:hub", pretrained=True).eval()
+    assert torch.allclose(_outputs(reloaded, images), (class_logits + dist_logits) / 2, atol=1e-6)
