@@ -13,13 +13,14 @@ from .config.overrides import parse_override
 from .engine.distributed import is_main_process
 from .errors import ConfigError, DistillkitError
 from .runner import evaluate_from_config, train_from_config
+from .tasks import summarize
 from .tools import prepare as prepare_tool
 from .tools.check import check_config
 from .tools.convert import convert_config
 from .tools.export import export_student
 from .tools.export_formats import FORMATS as EXPORT_FORMATS
 from .tools.modules import module_table
-from .tools.plot import plot_run
+from .tools.plot import plot_runs
 
 
 def _add_common(parser: argparse.ArgumentParser, positional_config: bool = True) -> None:
@@ -92,8 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--to", choices=("0.x", "1.x"), default=None, help="the form to write (default: the other)")
     convert.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE")
     convert.add_argument("--debug", action="store_true")
-    plot = commands.add_parser("plot", help="PNG plots of the loss terms and accuracies of a run directory")
-    plot.add_argument("run_dir")
+    plot = commands.add_parser("plot", help="PNG curves of each loss term and validation metric, one line per run")
+    plot.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    plot.add_argument("--out", default=None, help="where the PNGs go (default: the run directory of one run, else "
+                                                   "plots/)")
     plot.add_argument("--debug", action="store_true")
     return parser
 
@@ -114,7 +117,7 @@ def train(args: argparse.Namespace) -> int:
               f"{shlex.join(command)}")
     elif results.get("student"):
         student = results["student"]
-        print(f"student test top-1 {student['top1']:.2f}% top-5 {student['top5']:.2f}%")
+        print(f"student test {summarize(student)}")
     else:
         print("nothing was trained or tested (train.num_epochs is 0, or there is no test loader).")
     return 0
@@ -127,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
         result = evaluate_from_config(args.config, ckpt=args.ckpt, teacher=args.teacher, overrides=args.overrides,
                                       device=args.device, strict=args.strict)
         if is_main_process():
-            print(f"top-1 {result['top1']:.2f}% top-5 {result['top5']:.2f}% on {result['count']} images")
+            print(summarize(result))
         return 0
     if args.command == "check":
         print(check_config(args.config, args.overrides, args.device, seed=args.seed, strict=args.strict))
@@ -149,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
         print(convert_config(args.config, args.overrides, args.to), end="")
         return 0
     if args.command == "plot":
-        for path in plot_run(args.run_dir):
+        for path in plot_runs(args.run_dirs, args.out):
             print(f"wrote {path}")
         return 0
     return 2

@@ -31,6 +31,7 @@ from .losses import build_criterion
 from .model_side import ModelSide, NoTeacher
 from .models import build_model, load_model_weights
 from .plugins import import_modules, load_entry_point_plugins
+from .tasks import ClassificationTask, Task, resolve_task
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ class Experiment:
     student_module: Optional[nn.Module] = None  # the student side, DDP-wrapped when distributed
     teacher_module: Optional[nn.Module] = None
     teacher_forward: Callable = field(default_factory=NoTeacher)  # (images, supp_dict=) -> (output, io_dict)
+    task: Task = field(default_factory=ClassificationTask)  # batches to the device, evaluation, metric names
     amp: AmpSettings = field(default_factory=AmpSettings)
     speed: SpeedSettings = field(default_factory=SpeedSettings)
     teacher_cache: Optional[TeacherCache] = None
@@ -86,9 +88,10 @@ class Experiment:
         return self.settings.scheduler.scheduling_step if self.settings.scheduler else 0
 
     def new_best_metric(self) -> BestMetric:
-        """The tracker of ``train.best_metric``: by default val_top1 (max) with a validation loader, else loss (min)."""
+        """The tracker of ``train.best_metric``: by default the task's primary validation metric (val_top1,
+        max) with a validation loader, else the training loss (min)."""
         chosen = self.settings.best_metric
-        name = chosen.name or ("val_top1" if self.val_loader is not None else "loss")
+        name = chosen.name or (f"val_{self.task.primary}" if self.val_loader is not None else "loss")
         if chosen.mode not in (None, "max", "min"):
             raise ConfigError(f"expected 'max' or 'min', found {chosen.mode!r}.", key_path="train.best_metric.mode")
         return BestMetric(name, chosen.mode)
@@ -141,6 +144,7 @@ class SharedParts:
     student_model: nn.Module
     teacher_model: Optional[nn.Module] = None
     stored: object = None  # what the student's ckpt file held when the run started
+    task: Task = field(default_factory=ClassificationTask)
 
 
 def build_shared(config, ctx: DistContext) -> SharedParts:
@@ -150,6 +154,7 @@ def build_shared(config, ctx: DistContext) -> SharedParts:
         load_entry_point_plugins()
         config_dir = os.path.dirname(os.path.abspath(config.file)) if getattr(config, "file", None) else None
         import_modules(run.imports, search_dir=config_dir)
+        task = resolve_task(config, run.task)
         datasets = build_datasets(config)
         teacher_model = None
         if config["models"].get("teacher_model"):
@@ -158,7 +163,7 @@ def build_shared(config, ctx: DistContext) -> SharedParts:
         student_path, block = student_block(config)
         student_model, stored = build_model_with_ckpt(block, student_path, "student")
         return SharedParts(run, datasets, student_model.to(ctx.device),
-                           teacher_model.to(ctx.device) if teacher_model is not None else None, stored)
+                           teacher_model.to(ctx.device) if teacher_model is not None else None, stored, task)
 
 
 @contextlib.contextmanager
@@ -185,7 +190,8 @@ def _build(config, ctx: DistContext, seed: int, scale_lr: Optional[bool], for_tr
            stage: int) -> Experiment:
     run, datasets = shared.run, shared.datasets
     train = run.stages[stage]
-    loader_options = dict(rank=ctx.rank, world_size=ctx.world_size, seed=seed, pin_memory=ctx.device.type == "cuda")
+    loader_options = dict(rank=ctx.rank, world_size=ctx.world_size, seed=seed, pin_memory=ctx.device.type == "cuda",
+                          collate=shared.task.collate)
     teacher = None
     if shared.teacher_model is not None:
         teacher = ModelSide(shared.teacher_model, train.teacher, is_teacher=True).to(ctx.device)
@@ -196,7 +202,7 @@ def _build(config, ctx: DistContext, seed: int, scale_lr: Optional[bool], for_tr
     exp = Experiment(config=config, settings=train, ctx=ctx, student=student, criterion=criterion, teacher=teacher,
                      student_ckpt=ModelSettings.parse(block, student_path).save_to, name=experiment_name(config),
                      amp=AmpSettings.from_settings(train, ctx.device), speed=SpeedSettings.from_settings(train),
-                     stage=stage, num_stages=len(run.stages),
+                     stage=stage, num_stages=len(run.stages), task=shared.task,
                      epoch_offset=sum(s.num_epochs for s in run.stages[:stage]))
     for side in (exp.student, exp.teacher):
         if side is not None:
@@ -230,6 +236,9 @@ def _build(config, ctx: DistContext, seed: int, scale_lr: Optional[bool], for_tr
                     f" (as written, not scaled by the world size {ctx.world_size}; --scale-lr scales it)")
     exp.scheduler = build_scheduler(train.scheduler, exp.optimizer, train.num_epochs, len(exp.train_loader))
     exp.mixup = build_mixup(train.mixup)
+    if exp.mixup is not None and not exp.task.supports_mixup:
+        raise ConfigError(f"train.mixup mixes image-level labels; the {exp.task.name} task has none: remove it.",
+                          key_path=f"{train.key_path}.mixup")
     exp.ema = build_ema(train.model_ema, student.model)
     if train.teacher_cache:
         check_cacheable(train, teacher, criterion)

@@ -35,6 +35,8 @@ class Registry:
     * ``OPTIMIZERS``: ``cls(parameters, **params)``; ``SCHEDULERS``: ``cls(optimizer, **params)``.
     * ``ADAPTATIONS``: ``cls(**params) -> nn.Module``, a layer a side's ``sequential`` inserts as ``+name``.
     * ``TRANSFORMS``: ``cls(**params)``, a callable on one sample.
+    * ``TASKS``: ``cls()``, a :class:`distillkit.tasks.Task` (a task family: batches, evaluation, metrics).
+    * ``COLLATE_FNS``: ``fn(samples) -> (images, targets, supp_dict)``, named by a loader's ``collate_fn``.
     """
 
     def __init__(self, name: str):
@@ -73,6 +75,10 @@ class Registry:
 
     def names(self) -> Iterable[str]:
         return sorted(self._table)
+
+    def items(self):
+        """``(name, obj)`` in registration order."""
+        return list(self._table.items())
 
     def resolve(self, name: str, key_path: Optional[str] = None,
                 fallbacks: Tuple[Tuple[str, object], ...] = ()) -> Callable:
@@ -115,6 +121,8 @@ OPTIMIZERS = Registry("optimizer")
 SCHEDULERS = Registry("scheduler")
 DATASET_WRAPPERS = Registry("dataset wrapper")
 ADAPTATIONS = Registry("adaptation module")
+TASKS = Registry("task")
+COLLATE_FNS = Registry("collate function")
 
 LOSS_TERMS = ("org", "sub")
 
@@ -137,3 +145,5 @@ register_optimizer = OPTIMIZERS.register
 register_scheduler = SCHEDULERS.register
 register_dataset_wrapper = DATASET_WRAPPERS.register
 register_adaptation = ADAPTATIONS.register
+register_task = TASKS.register
+register_collate_fn = COLLATE_FNS.register

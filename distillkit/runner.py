@@ -18,13 +18,15 @@ import yaml
 
 from .config import load_config
 from .config.schema import ModelSettings
+from .config.validate import parse_settings
 from .engine.distributed import barrier, cleanup, setup_distributed
 from .engine.logs import add_file_handler, setup_logging
 from .engine.run_dir import RunDirectory, resolve_resume
 from .config.tags import LAZY_TAGS, represent_lazy
+from .engine.trackers import Trackers, run_entries
 from .engine.trainer import Trainer
 from .errors import DistillkitError
-from .experiment import build_experiment, build_shared, experiment_name, student_block
+from .experiment import build_experiment, build_shared, experiment_name, located, student_block
 from .models.checkpoint import load_checkpoint, load_model_weights
 from .utils import seed_everything
 
@@ -63,6 +65,11 @@ def default_run_dir(name: str) -> str:
 
 def _dump(config) -> str:
     return yaml.dump(dict(config), Dumper=_ConfigDumper, sort_keys=False)
+
+
+def plain_config(config) -> dict:
+    """The config as config.yaml records it (the file's own form), as plain data: what the trackers log."""
+    return yaml.load(_dump(getattr(config, "as_written", config)), Loader=_RecordedConfigLoader)
 
 
 def config_changes(before, after, prefix: str = "") -> List[str]:
@@ -121,7 +128,7 @@ def train_from_config(config_path: str, *, overrides: Iterable[str] = (), device
     ctx = setup_distributed(device)
     if hasattr(signal, "SIGXFSZ"):  # a file-size limit makes a write fail (a clear error) instead of killing us
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    held, run_log = None, None
+    held, run_log, trackers, failed = None, None, Trackers(), True
     try:
         setup_logging(log_file, ctx.is_main, debug)
         config = load_config(config_path, overrides, strict=strict)
@@ -141,16 +148,21 @@ def train_from_config(config_path: str, *, overrides: Iterable[str] = (), device
             record_config(run_dir, config, resuming=resume_path is not None,
                           allow_config_change=allow_config_change)
             logger.info("run directory: %s", run_dir)
+        with located(config):  # checked on every rank, started on rank 0, before anything is built
+            trackers = Trackers.open(run_entries(parse_settings(config).stages), plain_config(config), run_dir,
+                                     ctx.is_main, resuming=resume_path is not None)
         shared = build_shared(config, ctx)
         resume_state = load_checkpoint(resume_path, "resume checkpoint") if resume_path else None  # read once
         stages = range(first_stage(shared.run.stages, resume_state), len(shared.run.stages))
         for stage in stages:  # torchdistill's train.stage1, stage2, ...: one after the other on the same models
             experiment = build_experiment(config, ctx, seed, scale_lr, for_training=True, stage=stage, shared=shared)
-            trainer = Trainer(experiment, run_dir=run_dir, start_epoch=start_epoch, callbacks=callbacks)
+            trainer = Trainer(experiment, run_dir=run_dir, start_epoch=start_epoch, callbacks=callbacks,
+                              trackers=trackers)
             if resume_path and stage == stages[0]:
                 trainer.resume(resume_path, resume_state)
             student = trainer.fit(test=stage == stages[-1])
             if student.get("preempted"):
+                failed = False
                 return {"preempted": True, "run_dir": run_dir}
             if stage != stages[-1]:
                 experiment.close()
@@ -159,12 +171,15 @@ def train_from_config(config_path: str, *, overrides: Iterable[str] = (), device
         if ctx.is_main:
             with open(os.path.join(run_dir, "results.json"), "w", encoding="utf-8") as handle:
                 json.dump(results, handle, indent=2)
+        trackers.log_results(results)  # the same dict as results.json
+        failed = False
         return results
     except BaseException as exc:
         if run_log is not None:  # the console shows it once (the CLI prints it); train.log keeps it too
             _log_failure(run_log, exc)
         raise
     finally:
+        trackers.close(failed)
         if held is not None:
             held.release()
         cleanup()
@@ -189,7 +204,7 @@ def _test(trainer: Trainer, experiment, student_only: bool, student_done: bool =
     results = {} if student_done else {"student": trainer.test()}
     if experiment.teacher is not None and not student_only and experiment.test_loader is not None:
         results["teacher"] = trainer.evaluate(experiment.test_loader, side="teacher")
-        logger.info("teacher test: top-1 %.2f%%, top-5 %.2f%%", results["teacher"]["top1"], results["teacher"]["top5"])
+        logger.info("teacher test: %s", experiment.task.summary(results["teacher"]))
     return results
 
 

@@ -87,7 +87,7 @@ def test_plot_writes_loss_and_accuracy_pngs(in_tmp, write_yaml, capsys):
     pytest.importorskip("matplotlib")
     assert main(["train", write_yaml(DIGITS), "--run-dir", "run", "--device", "cpu"]) == 0
     assert main(["plot", "run"]) == 0
-    for name in ("losses.png", "accuracy.png"):
+    for name in ("loss.png", "loss_org.png", "val_top1.png", "val_top5.png"):
         assert open(os.path.join("run", name), "rb").read(8) == b"\x89PNG\r\n\x1a\n"
 
 
@@ -126,19 +126,3 @@ def test_example_plugin_config_builds(monkeypatch):
     assert type(experiment.criterion.org_criterion).__name__ == "LogitMSE"
     assert len(open("examples/plugins/logit_mse.py").read().strip().splitlines()) <= 15
 
-
-def test_progress_bar_shows_loss_and_rate(monkeypatch):
-    import io
-
-    from distillkit.engine.progress import ProgressBar
-
-    monkeypatch.setenv("DISTILLKIT_PROGRESS", "1")
-    stream = io.StringIO()
-    bar = ProgressBar(4, "epoch 0", stream=stream, interval=0.0)
-    bar.update(2, 16, torch.tensor(8.0))
-    bar.close()
-    assert "epoch 0 [" in stream.getvalue() and "2/4 loss 0.5000" in stream.getvalue()
-    assert "img/s" in stream.getvalue()
-    quiet = io.StringIO()
-    ProgressBar(4, "epoch 0", enabled=False, stream=quiet, interval=0.0).update(2, 16, torch.tensor(8.0))
-    assert quiet.getvalue() == ""

@@ -152,6 +152,7 @@ class LoaderSettings(Section):
     repeated_aug: int = setting("int", 0, min=0)
     dataset_wrapper: Optional[dict] = setting("mapping")  # {type | name, params}: extras in the batch's supp_dict
     decode: str = setting("str", "pil")  # pil | fast | cuda | dali (distillkit/data/decoding.py)
+    collate_fn: Optional[str] = setting("str")  # a registered collate function; default: the task's
 
 
 @dataclass
@@ -278,6 +279,9 @@ class TrainSettings(Section):
     teacher_inference_mode: bool = setting("bool", False)
     teacher_cache: Optional[TeacherCacheSettings] = setting(TeacherCacheSettings)
     best_metric: BestMetricSettings = setting(BestMetricSettings, factory=BestMetricSettings)
+    # [name | {name, <option>: value}]: experiment trackers (distillkit/engine/trackers); absent: tensorboard when
+    # installed; []: none
+    trackers: Optional[list] = setting("list")
 
     def __post_init__(self):
         clip = self.optimizer.max_grad_norm if self.optimizer is not None else None
@@ -304,6 +308,7 @@ class RunSettings(Section):
     train: dict = setting("mapping", required=True)
     test: EvaluationSettings = setting(EvaluationSettings, factory=EvaluationSettings)
     imports: List[str] = setting("list", factory=list)
+    task: Optional[str] = setting("str")  # classification | segmentation | detection; default: inferred (tasks/)
     stages: List[TrainSettings] = field(default_factory=list, repr=False, metadata={"internal": True})
 
     @classmethod

@@ -18,6 +18,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from ..config.schema import LoaderSettings
 from ..errors import ConfigError, nearest_names
+from ..registry import COLLATE_FNS
 from .batch import collate_batch
 from .replay import ViewRecordingDataset
 from .samplers import ReplaySampler, ResumableSampler, ShardSampler
@@ -29,8 +30,10 @@ logger = logging.getLogger(__name__)
 
 
 def build_loader(settings: LoaderSettings, datasets: Dict[str, object], *, training: bool, rank: int = 0,
-                 world_size: int = 1, seed: int = 0, pin_memory: bool = False, replay_plan=None) -> DataLoader:
-    """A DataLoader for one loader block; ``training`` selects shuffling and the sampler kind.
+                 world_size: int = 1, seed: int = 0, pin_memory: bool = False, replay_plan=None,
+                 collate=collate_batch) -> DataLoader:
+    """A DataLoader for one loader block; ``training`` selects shuffling and the sampler kind; ``collate``: the
+    task's collate function, unless the block names one (``collate_fn``, the collate-function registry).
     Batches are ``(images, targets, supp_dict)``; with a ``replay_plan`` (the teacher cache) ``supp_dict``
     holds each view's ``index``, ``params`` and ``row``."""
     key_path = settings.key_path
@@ -43,7 +46,8 @@ def build_loader(settings: LoaderSettings, datasets: Dict[str, object], *, train
     if getattr(dataset, "streaming", False):  # TarShards: a loader of its own (data/shards.py)
         return build_stream_loader(settings, dataset, decode, training=training, rank=rank, world_size=world_size,
                                    seed=seed, pin_memory=pin_memory, replay_plan=replay_plan)
-    collate = collate_batch
+    if settings.collate_fn:
+        collate = COLLATE_FNS.resolve(settings.collate_fn, key_path=f"{key_path}.collate_fn")
     if decode != "pil":  # the view computed from the file's bytes (data/decoding.py)
         dataset, collate = decoded_dataset(dataset, decode, f"{key_path}.decode", replay_plan)
     if settings.dataset_wrapper:

@@ -74,28 +74,3 @@ def _keep_rows(path: str, last_epoch: int) -> None:
         os.fsync(handle.fileno())
     os.replace(tmp, path)
 
-
-class TensorBoardLog:
-    """Epoch scalars to ``run_dir/tensorboard`` when tensorboard is installed (main rank only); else nothing."""
-
-    def __init__(self, run_dir: str, enabled: bool = True):
-        self.writer = None
-        if not enabled:
-            return
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            return
-        self.writer = SummaryWriter(os.path.join(run_dir, "tensorboard"))
-
-    def write(self, row: dict) -> None:
-        if self.writer is None:
-            return
-        for key, value in row.items():
-            if key != "epoch" and isinstance(value, (int, float)):
-                self.writer.add_scalar(key, value, row["epoch"])
-        self.writer.flush()
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()

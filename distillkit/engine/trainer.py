@@ -8,9 +8,10 @@ One step::
 
 Each epoch trains, evaluates on the validation loader, writes ``checkpoints/epoch_NNNN.pt``
 (``last.pt``, and ``best.pt`` when the best metric improves) and the student's ``ckpt``,
-and appends a row to ``metrics.jsonl``.  Only rank 0 writes.  Loss values stay on the
-device between ``log_freq`` steps.  Callbacks (objects with ``on_step_end(trainer, values)``
-and/or ``on_epoch_end(trainer, epoch, row)``) see every step and every epoch.
+and appends a row to ``metrics.jsonl`` and gives it to the experiment trackers (``trackers``: the runner's,
+for the whole run; a Trainer given only ``run_dir`` opens and closes those of ``train.trackers``).
+Only rank 0 writes.  Loss values stay on the device between ``log_freq`` steps.  Callbacks (objects with
+``on_step_end(trainer, values)`` and/or ``on_epoch_end(trainer, epoch, row)``) see every step and every epoch.
 """
 from __future__ import annotations
 
@@ -25,18 +26,18 @@ from ..errors import ConfigError, DistillkitError
 from ..models.checkpoint import load_checkpoint, save_atomic
 from .checkpoint import PendingResume, RunCheckpoints, restore_rng_state, restore_run_state, run_state
 from .distributed import all_reduce_sum, explain_ddp_error
-from .evaluate import evaluate
-from .logs import MetricsLog, TensorBoardLog
+from .logs import MetricsLog
 from .preemption import Preempted, PreemptionWatch
 from .progress import ProgressBar
 from .step import OptimizerStep, step_scheduler
+from .trackers import Trackers, parse_entries
 
 logger = logging.getLogger(__name__)
 
 
 class Trainer:
     def __init__(self, experiment, run_dir: Optional[str] = None, start_epoch: int = 0,
-                 callbacks: Iterable[object] = ()):
+                 callbacks: Iterable[object] = (), trackers: Optional[Trackers] = None):
         self.exp = experiment
         self.ctx = experiment.ctx
         self.settings = experiment.settings
@@ -48,7 +49,9 @@ class Trainer:
                                   self.settings.optimizer.grad_accum_step) if experiment.optimizer is not None else None
         self.best = experiment.new_best_metric()
         self.metrics = MetricsLog(os.path.join(run_dir, "metrics.jsonl"), self.ctx.is_main) if run_dir else None
-        self.tensorboard = TensorBoardLog(run_dir, self.ctx.is_main) if run_dir else None
+        self.owns_trackers = trackers is None and run_dir is not None  # else the caller's, for the whole run
+        self.trackers = Trackers.open(parse_entries(self.settings.trackers, f"{self.settings.key_path}.trackers"), {},
+                                      run_dir, self.ctx.is_main) if self.owns_trackers else trackers or Trackers()
         self.checkpoints = RunCheckpoints(run_dir, self.settings.keep_last_checkpoints) if run_dir else None
         self.skipped = 0
         self.pending: Optional[PendingResume] = None  # set by resume() from a checkpoint taken inside an epoch
@@ -141,13 +144,12 @@ class Trainer:
         first = pending.step_in_epoch if pending else 0
         self.first_step_of_window = self.global_step + 1
         start, steps = time.perf_counter(), len(exp.train_loader)
-        progress = ProgressBar(steps, f"epoch {epoch}", enabled=self.ctx.is_main)
+        progress = ProgressBar(steps, f"epoch {epoch}", enabled=self.ctx.is_main, first=first, seen=seen)
         batches = iter(exp.train_loader)
         if pending is not None:  # after the iterator drew its seed, as the uninterrupted run did at epoch start
             restore_rng_state(pending.rng)
         for step, (images, targets, supp) in enumerate(batches, start=first):
-            images = exp.speed.to_device(images, self.ctx.device)
-            targets = targets.to(self.ctx.device, non_blocking=True)
+            images, targets = exp.task.to_device(images, targets, self.ctx.device, exp.speed)
             if exp.mixup is not None:
                 images, targets = exp.mixup(images, targets)
             try:
@@ -159,9 +161,10 @@ class Trainer:
                 raise explained from exc
             if values is None:  # a skipped non-finite step
                 continue
+            count = exp.task.batch_size(images)
             for key, value in values.items():
-                sums[key] = sums.get(key, 0) + value * images.shape[0]
-            seen += images.shape[0]
+                sums[key] = sums.get(key, 0) + value * count
+            seen += count
             progress.update(step + 1, seen, sums["loss"])
             for callback in self.callbacks:
                 if hasattr(callback, "on_step_end"):
@@ -173,8 +176,8 @@ class Trainer:
                 raise Preempted(f"stopped by SIGTERM in epoch {epoch} after step {step + 1}/{steps}")
             if (step + 1) % exp.log_freq == 0:
                 self.check_finite(sums)
-                logger.info("epoch %d step %d/%d loss %.4f lr %.3g", epoch, step + 1, steps,
-                            (sums["loss"] / seen).item(), self.lr)
+                progress.clear()  # the log line, not mixed into the bar's
+                logger.info("epoch %d step %s lr %.3g", epoch, progress.status(step + 1, seen, sums["loss"]), self.lr)
         progress.close()
         if exp.teacher_cache is not None:
             exp.teacher_cache.end_epoch(epoch)
@@ -199,12 +202,13 @@ class Trainer:
         return self.exp.optimizer.param_groups[0]["lr"]
 
     def evaluate(self, loader, side: str = "student") -> Dict[str, float]:
-        """Top-1/top-5 of a side's whole model (as torchdistill: not the ``sequential`` part trained in a stage)."""
+        """The task's metrics (top-1/top-5 for classification) of a side's whole model (as torchdistill: not the
+        ``sequential`` part trained in a stage)."""
         module = self.exp.student if side == "student" else self.exp.teacher
         was_training = module.training
         module.eval()
         module.model.eval()
-        result = evaluate(module.model, loader, self.ctx, self.exp.amp)
+        result = self.exp.task.evaluate(module.model, loader, self.ctx, self.exp.amp)
         module.model.train(was_training)
         module.train(was_training)
         return result
@@ -269,8 +273,8 @@ class Trainer:
             return {"preempted": True}
         finally:
             self.preemption.close()
-            if self.tensorboard:
-                self.tensorboard.close()
+            if self.owns_trackers:
+                self.trackers.close()
         return self.finish() if test else {}
 
     def epoch_metrics(self, epoch: int) -> Dict[str, float]:
@@ -280,10 +284,10 @@ class Trainer:
         row.update(self.train_one_epoch(epoch))
         if exp.val_loader is not None:
             val = self.evaluate(exp.val_loader)
-            row.update(val_top1=val["top1"], val_top5=val["top5"])
+            row.update({f"val_{name}": val[name] for name in exp.task.metrics})
             if exp.ema is not None:
-                ema = evaluate(exp.ema.module, exp.val_loader, self.ctx, exp.amp)
-                row.update(val_top1_ema=ema["top1"], val_top5_ema=ema["top5"])
+                ema = exp.task.evaluate(exp.ema.module, exp.val_loader, self.ctx, exp.amp)
+                row.update({f"val_{name}_ema": ema[name] for name in exp.task.metrics})
         return row
 
     def run_epochs(self) -> None:
@@ -300,7 +304,7 @@ class Trainer:
                                metric=row[self.best.name])
             if self.metrics:  # the row first: a resumed run drops rows past its checkpoint
                 self.metrics.write(row)
-                self.tensorboard.write(row)
+            self.trackers.log_epoch(row, epoch)  # every tracker (rank 0 has them)
             self.save(epoch, is_best)  # the end-of-epoch state, scheduler stepped
             self.post_epoch_process()
             for callback in self.callbacks:
@@ -319,10 +323,10 @@ class Trainer:
         return self.test()
 
     def test(self) -> Dict[str, float]:
-        """Top-1/top-5 of the student on the test loader (else the validation loader)."""
+        """The task's metrics of the student on the test loader (else the validation loader)."""
         loader = self.exp.test_loader or self.exp.val_loader
         if loader is None:
             return {}
         result = self.evaluate(loader)
-        logger.info("test: top-1 %.2f%%, top-5 %.2f%% on %d images", result["top1"], result["top5"], result["count"])
+        logger.info("test: %s", self.exp.task.summary(result))
         return result

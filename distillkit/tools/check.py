@@ -8,9 +8,10 @@ import torch
 from ..config import load_config
 from ..engine.distributed import setup_distributed
 from ..engine.logs import setup_logging
+from ..engine.trackers import check_installed, run_entries
 from ..engine.trainer import Trainer
 from ..errors import DistillkitError
-from ..experiment import build_experiment, build_shared
+from ..experiment import build_experiment, build_shared, located
 from ..utils import seed_everything
 
 
@@ -40,6 +41,8 @@ def check_config(config_path: str, overrides=(), device: str = None, seed: int =
     config = load_config(config_path, overrides, strict=strict)
     seed_everything(seed)
     shared = build_shared(config, ctx)
+    with located(config):  # train.trackers: names, options and libraries (none is started)
+        check_installed(run_entries(shared.run.stages))
     reports = []
     for stage in range(len(shared.run.stages)):
         experiment = build_experiment(config, ctx, seed=seed, for_training=True, stage=stage, shared=shared)
@@ -51,7 +54,7 @@ def check_config(config_path: str, overrides=(), device: str = None, seed: int =
 
 def _one_step(experiment, ctx, config_path: str) -> str:
     images, targets, supp = next(iter(experiment.train_loader))
-    images, targets = experiment.speed.to_device(images, ctx.device), targets.to(ctx.device)
+    images, targets = experiment.task.to_device(images, targets, ctx.device, experiment.speed)
     if experiment.mixup is not None:
         images, targets = experiment.mixup(images, targets)
     trainer = Trainer(experiment)  # no run directory: it writes nothing
@@ -63,7 +66,8 @@ def _one_step(experiment, ctx, config_path: str) -> str:
                               f"loss terms.")
     trainer.step(loss)
     rows = _rows("teacher", teacher_io) + _rows("student", student_io)
-    report = [f"config {config_path}: one training step on a batch of {images.shape[0]} images, nothing saved.",
+    count = experiment.task.batch_size(images)
+    report = [f"config {config_path}: one training step on a batch of {count} images, nothing saved.",
               format_table(rows, ("side", "path", "io", "shape", "dtype")) if rows else "(no hooked tensors)",
               format_table([(name, f"{value.item():.6g}") for name, value in terms.items()] +
                            [("total", f"{loss.item():.6g}")], ("loss term", "value (weighted)"))]

@@ -21,6 +21,7 @@ LAYERS = [
     ["data", "models", "losses"],
     ["model_side"],
     ["engine"],
+    ["tasks"],
     ["experiment"],
     ["runner", "tools", "api"],
     ["cli"],
