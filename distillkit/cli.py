@@ -18,6 +18,7 @@ from .tools import prepare as prepare_tool
 from .tools.check import check_config
 from .tools.convert import convert_config
 from .tools.export import export_student
+from .tools.export_formats import FORMATS as EXPORT_FORMATS
 from .tools.modules import module_table
 from .tools.plot import plot_runs
 
@@ -78,7 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="the student's weights alone, for its own model class")
     _add_common(export)
     export.add_argument("--ckpt", required=True, help="a run checkpoint or the student's ckpt")
-    export.add_argument("--out", required=True, help="the file to write")
+    export.add_argument("--out", required=True, help="the file to write (--format timm: a folder)")
+    export.add_argument("--format", dest="export_format", choices=EXPORT_FORMATS, default="pt",
+                        help="pt: {'model': state_dict} (default); safetensors; onnx (dynamic batch axis); "
+                             "torchscript (traced); timm: a folder timm.create_model('local-dir:OUT') loads")
+    export.add_argument("--input-size", type=int, nargs=3, default=None, metavar=("C", "H", "W"),
+                        help="the traced input (default: the shape of an image of the config's test data)")
     prepare = commands.add_parser("prepare", help="an ImageFolder as tar shards (optionally re-encoded smaller)")
     prepare_tool.add_arguments(prepare)
     convert = commands.add_parser("convert", help="print the config in the other torchdistill generation's form "
@@ -137,7 +143,8 @@ def run(args: argparse.Namespace) -> int:
         print(module_table(args.model, args.input_size, params))
         return 0
     if args.command == "export":
-        print(export_student(args.config, args.ckpt, args.out, args.overrides))
+        print(export_student(args.config, args.ckpt, args.out, args.overrides, fmt=args.export_format,
+                             input_size=args.input_size))
         return 0
     if args.command == "prepare":
         return prepare_tool.run(args)

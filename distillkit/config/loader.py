@@ -6,8 +6,10 @@ the file it came from and the line of every key, so that later errors can say
 """
 from __future__ import annotations
 
+import copy
 import logging
 import os
+from collections.abc import Mapping
 from typing import Dict, Iterable, Optional, Tuple
 
 import yaml
@@ -173,13 +175,26 @@ def load_yaml_file(path: str, including: Tuple[str, ...] = ()) -> Tuple[object, 
     return data, lines
 
 
-def load_config(path: str, overrides: Iterable[str] = (), validate: bool = True, strict: bool = False) -> Config:
-    """Load ``path``, apply ``--set key.path=value`` overrides, and validate (``strict``: refuse keys distillkit
-    does not read, instead of warning about them).
+def _read_source(source) -> Tuple[object, Dict[str, int], Optional[str]]:
+    """``(data, {key path: line}, file)`` of a config file path, a :class:`Config` (its data as written, copied)
+    or a plain dict (copied; no file, so errors name the key path alone)."""
+    if isinstance(source, Config):
+        return copy.deepcopy(dict(source.as_written)), dict(source.lines), source.file
+    if isinstance(source, Mapping):
+        return copy.deepcopy(dict(source)), {}, None
+    if not isinstance(source, (str, os.PathLike)):
+        raise ConfigError(f"a config is a YAML file path or a dict of sections (datasets, models, train, ...), "
+                          f"found {type(source).__name__}.")
+    return (*load_yaml_file(os.fspath(source)), os.fspath(source))
+
+
+def load_config(path, overrides: Iterable[str] = (), validate: bool = True, strict: bool = False) -> Config:
+    """Load ``path`` (a YAML file, or a dict in the same form), apply ``--set key.path=value`` overrides, and
+    validate (``strict``: refuse keys distillkit does not read, instead of warning about them).
 
     Raises :class:`ConfigError` naming the file, line and key path of any problem.
     """
-    data, lines = load_yaml_file(path)
+    data, lines, path = _read_source(path)
     if data is None:
         data = {}
     if not isinstance(data, dict):

@@ -24,17 +24,23 @@ def parse_override(text: str):
     return split_path(key.strip()), value
 
 
-def apply_overrides(config: dict, overrides: Iterable[str]) -> None:
-    """Set each override in place. A missing key close to an existing one is a typo: error."""
-    for text in overrides or ():
-        parts, value = parse_override(text)
+def apply_overrides(config: dict, overrides: Iterable) -> None:
+    """Set each override in place: a ``'key.path=value'`` text (the value parsed as YAML) or a ``(key path,
+    value)`` pair (the value as it is, from Python). A missing key close to an existing one is a typo: error."""
+    for item in overrides or ():
+        if isinstance(item, tuple):
+            (key, value), shown = item, f"the override {item[0]}={item[1]!r}"
+            parts = split_path(key)
+        else:
+            parts, value = parse_override(item)
+            shown = f"--set {item!r}"
         node = config
         for depth, part in enumerate(parts):
             last = depth == len(parts) - 1
             where = ".".join(parts[: depth + 1])
             if isinstance(node, list):
                 if not part.isdigit() or int(part) >= len(node):
-                    raise ConfigError(f"--set {text!r}: {where!r} is not an index of the list there "
+                    raise ConfigError(f"{shown}: {where!r} is not an index of the list there "
                                       f"(length {len(node)}).", key_path=".".join(parts[:depth]))
                 index = int(part)
                 if last:
@@ -43,12 +49,12 @@ def apply_overrides(config: dict, overrides: Iterable[str]) -> None:
                     node = node[index]
                 continue
             if not isinstance(node, dict):
-                raise ConfigError(f"--set {text!r}: {'.'.join(parts[:depth])!r} holds a "
+                raise ConfigError(f"{shown}: {'.'.join(parts[:depth])!r} holds a "
                                   f"{type(node).__name__}, not a mapping.", key_path=".".join(parts[:depth]))
             if part not in node and not is_known_key(parts[: depth + 1]):
                 close = [c for c in nearest_names(part, node.keys(), n=3) if c != part]
                 if close:
-                    raise ConfigError(f"--set {text!r}: there is no key {part!r} here.", key_path=where,
+                    raise ConfigError(f"{shown}: there is no key {part!r} here.", key_path=where,
                                       candidates=close, hint="Fix the spelling, or the override creates a new key.")
             if last:
                 node[part] = value

@@ -59,17 +59,24 @@ class DeiTDistillationLoss(nn.Module):
                                          "distillation_logits); the student returned one tensor. Use a distilled "
                                          "ViT (timm:deit_*_distilled_*, distillable_vit) or distillation_type: none.")
             class_logits = dist_logits = student_output
-        base = soft_cross_entropy(class_logits, targets, self.label_smoothing)
-        if self.distillation_type == "none":
-            return base
-        check_logit_pair(dist_logits, teacher_output, "DeiTDistillationLoss")
-        teacher_output = teacher_output.detach()
-        if self.distillation_type == "soft":
-            t = self.tau
-            kl = F.kl_div(F.log_softmax(dist_logits / t, dim=1), F.log_softmax(teacher_output / t, dim=1),
-                          reduction="sum", log_target=True)
-            divisor = dist_logits.numel() if self.kl_reduction == "mean" else dist_logits.shape[0]
-            distill = kl * (t * t) / divisor
-        else:
-            distill = F.cross_entropy(dist_logits, teacher_output.argmax(dim=1))
-        return (1 - self.alpha) * base + self.alpha * distill
+        return deit_distillation_loss(class_logits, dist_logits, teacher_output, targets, self.distillation_type,
+                                      self.alpha, self.tau, self.kl_reduction, self.label_smoothing)
+
+
+def deit_distillation_loss(class_logits, dist_logits, teacher_logits, targets, distillation_type: str = "soft",
+                           alpha: float = 0.5, tau: float = 1.0, kl_reduction: str = "mean",
+                           label_smoothing: float = 0.0):
+    """The loss of :class:`DeiTDistillationLoss` for explicit settings (see its formula)."""
+    base = soft_cross_entropy(class_logits, targets, label_smoothing)
+    if distillation_type == "none":
+        return base
+    check_logit_pair(dist_logits, teacher_logits, "DeiTDistillationLoss")
+    teacher_logits = teacher_logits.detach()
+    if distillation_type == "soft":
+        kl = F.kl_div(F.log_softmax(dist_logits / tau, dim=1), F.log_softmax(teacher_logits / tau, dim=1),
+                      reduction="sum", log_target=True)
+        divisor = dist_logits.numel() if kl_reduction == "mean" else dist_logits.shape[0]
+        distill = kl * (tau * tau) / divisor
+    else:
+        distill = F.cross_entropy(dist_logits, teacher_logits.argmax(dim=1))
+    return (1 - alpha) * base + alpha * distill

@@ -23,7 +23,7 @@ LAYERS = [
     ["engine"],
     ["tasks"],
     ["experiment"],
-    ["runner", "tools"],
+    ["runner", "tools", "api"],
     ["cli"],
     ["__init__", "__main__"],
 ]
