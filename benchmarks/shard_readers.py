@@ -3,7 +3,7 @@
     python benchmarks/shard_readers.py [--images 512] [--shard-size 64] [--repeats 5]
 
 Generates ImageNet-sized JPEGs (common.make_jpeg_folder), writes them with ``distillkit prepare`` at full size
-and at a 320 px maximum side, and reads every shard with each reader: ``header scan`` (shards.read_shard,
+and at a 320 px maximum side, and reads every shard with each reader: ``header scan`` (tar_reader.read_shard,
 what TarShards uses for local paths), ``webdataset`` (gopen + tar_file_expander + group_by_keys on the path,
 what TarShards uses for URLs), ``webdataset pipe:cat`` (the same through a ``pipe:cat`` process), and both
 readers reading only the last quarter of each shard (a worker's range or a resume starting inside a shard).
@@ -30,7 +30,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     from distillkit.data.shard_sources import read_stream
-    from distillkit.data.shards import read_shard
+    from distillkit.data.tar_reader import read_shard
     from distillkit.tools.prepare import prepare
 
     base = tempfile.mkdtemp(prefix="distillkit-readers-")

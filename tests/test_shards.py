@@ -13,7 +13,7 @@ from PIL import Image
 from distillkit.config.schema import LoaderSettings
 from distillkit.data import build_datasets, build_loader
 from distillkit.data.device_batch import UInt8Batch
-from distillkit.data.shards import read_shard, tar_members
+from distillkit.data.tar_reader import read_shard, tar_members
 from distillkit.errors import ConfigError
 from distillkit.tools.prepare import main as prepare_main
 

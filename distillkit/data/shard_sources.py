@@ -28,6 +28,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 from urllib.parse import urlparse
 
 from ..errors import ConfigError
+from .tar_reader import IMAGE_EXTENSIONS, read_shard, sample_of, split_key, tar_members
 
 logger = logging.getLogger(__name__)
 
@@ -82,8 +83,6 @@ def read_stream(url: str, skip: int = 0, count: Optional[int] = None) -> Iterato
     them (a stream: skipped samples are read and dropped)."""
     from webdataset import tariterators
 
-    from .shards import IMAGE_EXTENSIONS, _sample
-
     if count is not None and count <= 0:
         return
     stream = open_stream(url)
@@ -94,7 +93,7 @@ def read_stream(url: str, skip: int = 0, count: Optional[int] = None) -> Iterato
                 continue
             image = next((sample[ext] for ext in sample if ext in IMAGE_EXTENSIONS), None)
             label = sample.get("cls")
-            yield _sample(url, sample["__key__"], image, None if label is None else int(label.decode().strip()))
+            yield sample_of(url, sample["__key__"], image, None if label is None else int(label.decode().strip()))
             if count is not None and index + 1 - skip >= count:
                 return
     finally:
@@ -103,8 +102,6 @@ def read_stream(url: str, skip: int = 0, count: Optional[int] = None) -> Iterato
 
 def read_samples(url: str, skip: int = 0, count: Optional[int] = None) -> Iterator[Tuple[str, bytes, int]]:
     """One shard's samples: local paths by the header-scan reader, URLs through webdataset."""
-    from .shards import read_shard
-
     return read_stream(url, skip, count) if is_url(url) else read_shard(url, skip, count)
 
 
@@ -112,8 +109,6 @@ def count_samples(url: str) -> int:
     """A shard's sample count, by reading it (a local shard: its tar headers only)."""
     if is_url(url):
         return sum(1 for _ in read_stream(url))
-    from .shards import split_key, tar_members
-
     with open(url, "rb", buffering=1 << 20) as handle:
         keys = [split_key(name)[0] for name, _, _ in tar_members(handle)]
     return sum(1 for k, key in enumerate(keys) if k == 0 or key != keys[k - 1])
