@@ -46,7 +46,6 @@ from ..registry import register_dataset
 from .fast_decode import ViewDecoder
 from .decoding import check_backend
 from .shard_sources import INDEX, read_samples, resolve
-from .tar_reader import IMAGE_EXTENSIONS, read_shard, split_key, tar_members
 
 FORMAT = "distillkit-shards/1"
 def _seed(*parts) -> int:
