@@ -61,7 +61,8 @@ def has_valid_annotation(annotations) -> bool:
 
 class CocoDetectionDataset(torch.utils.data.Dataset):
     """Images of ``img_dir_path`` with the annotations of ``ann_file_path`` (COCO json); ``coco`` is the
-    pycocotools index, what the evaluator scores against."""
+    pycocotools index, what the evaluator scores against.  ``transforms`` (default: to a tensor) take and return
+    ``(image, target)``."""
 
     def __init__(self, img_dir_path: str, ann_file_path: str, transforms=None, annotated_only: bool = False,
                  with_masks: bool = None):
@@ -79,7 +80,7 @@ class CocoDetectionDataset(torch.utils.data.Dataset):
         with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
             self.coco = coco_api.COCO(ann_file_path)
         self.root = img_dir_path
-        self.transforms = transforms
+        self.transforms = transforms if transforms is not None else DetectionCompose([ImageToTensor()])
         self.ids = sorted(self.coco.imgs)
         if annotated_only:
             self.ids = [i for i in self.ids if has_valid_annotation(self.coco.imgToAnns.get(i, []))]
@@ -101,9 +102,7 @@ class CocoDetectionDataset(torch.utils.data.Dataset):
         image = Image.open(os.path.join(self.root, info["file_name"])).convert("RGB")
         target = annotations_to_target(self.coco.imgToAnns.get(image_id, []), image_id, image.height, image.width,
                                        self.with_masks)
-        if self.transforms is not None:
-            image, target = self.transforms(image, target)
-        return image, target
+        return self.transforms(image, target)
 
 
 def default_transforms(random_horizontal_flip=None, jpeg_quality=None) -> DetectionCompose:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 
 from torch import nn
-from torchvision.models import resnet
+from torchvision.models import get_model_weights, resnet
 from torchvision.models.detection import FasterRCNN, MaskRCNN
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.ops import MultiScaleRoIAlign
@@ -97,7 +97,7 @@ def custom_resnet_fpn_backbone(name: str, params: dict, where: str = "params.bac
         raise ConfigError(f"the backbone {name!r} is not a ResNet; one of {', '.join(LARGE_RESNETS + SMALL_RESNETS)}"
                           f" (with or without custom_) is.", key_path=f"{where}.name")
     builder = getattr(resnet, resnet_name)
-    weights_enum = resnet.get_model_weights(builder)
+    weights_enum = get_model_weights(builder)
     weights = _weights(params.get("weights", params.get("pretrained")), weights_enum)
     backbone = builder(weights=weights, norm_layer=misc_nn_ops.FrozenBatchNorm2d)
     layer1 = params.get("layer1")
