@@ -8,6 +8,7 @@ Name resolution: distillkit's model registry, then ``torchvision.models``
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import types
 
@@ -18,6 +19,8 @@ from ..errors import ConfigError, nearest_names
 from ..registry import MODELS
 from ..utils import call_with_params
 from .distillable_vit import EVAL_OUTPUTS, select_eval_output
+
+logger = logging.getLogger(__name__)
 
 
 def _torchvision_builder(name: str):
@@ -71,6 +74,11 @@ def _create_timm(timm, name: str, params: dict, params_path: str) -> nn.Module:
     return model
 
 
+# torch.hub repositories whose models distillkit also registers under their names (torchdistill 1.x's GHND
+# configs load sc2-benchmark's custom_fasterrcnn_resnet_fpn / custom_maskrcnn_resnet_fpn): used when hub cannot load
+HUB_EQUIVALENTS = ("yoshitomo-matsubara/sc2-benchmark",)
+
+
 def _hub_model(repo_or_dir: str, name: str, params: dict, key_path: str) -> nn.Module:
     """``torch.hub.load(repo_or_dir, name, **params)`` (a folder: its hubconf.py), its failures (offline, an unknown
     entry) as one paragraph."""
@@ -90,7 +98,14 @@ def build_model(block: dict, key_path: str) -> nn.Module:
     params = copy.deepcopy(block.get("params") or {})
     params_path = f"{key_path}.params"
     if block.get("repo_or_dir"):  # as torchdistill 1.x: the repository's model, even where a name is also ours
-        return _hub_model(block["repo_or_dir"], name, params, key_path)
+        try:
+            return _hub_model(block["repo_or_dir"], name, params, key_path)
+        except ConfigError:
+            if block["repo_or_dir"] not in HUB_EQUIVALENTS or name not in MODELS:
+                raise
+            logger.warning("%s: torch.hub could not load %r from %s; distillkit's %s (same modules and state_dict "
+                           "keys) is used instead.", key_path, name, block["repo_or_dir"], name)
+            return call_with_params(MODELS[name], params, params_path)
     timm = _timm()
     if isinstance(name, str) and name.startswith("timm:"):
         timm_name = name[len("timm:"):]

@@ -7,8 +7,9 @@ ground truth as a pycocotools index (what COCO mAP is scored against).
 
 ``shapes_fasterrcnn``: torchvision's ``FasterRCNN`` on a plain convolutional backbone (``width`` channels,
 ``depth`` 3x3 layers after a two-step stride-4 stem, output at 1/4 resolution with ``out_channels``), one feature
-map, anchors of 8-32 px, and ``min_size = max_size = image_size``: a teacher (wide, deep) and a student
-(narrow, shallow) whose ``backbone`` outputs have the same shape, so feature distillation needs no adapter.
+map, anchors of 8-32 px, ``min_size = max_size = image_size`` and small RPN/RoI sample counts (it trains on a
+CPU): a teacher (wide, deep) and a student (narrow, shallow) whose ``backbone`` outputs have the same shape, so
+feature distillation needs no adapter.
 """
 from __future__ import annotations
 
@@ -156,9 +157,9 @@ def shapes_fasterrcnn(num_classes: int = 4, width: int = 32, depth: int = 2, out
     from torchvision.ops import MultiScaleRoIAlign
 
     anchors = AnchorGenerator(sizes=((8, 16, 32),), aspect_ratios=((0.5, 1.0, 2.0),))
-    pool = MultiScaleRoIAlign(featmap_names=["0"], output_size=7, sampling_ratio=2)
+    pool = MultiScaleRoIAlign(featmap_names=["0"], output_size=7, sampling_ratio=1)
     defaults = dict(min_size=image_size, max_size=image_size, rpn_pre_nms_top_n_train=200, rpn_pre_nms_top_n_test=100,
-                    rpn_post_nms_top_n_train=100, rpn_post_nms_top_n_test=50, box_batch_size_per_image=64,
+                    rpn_post_nms_top_n_train=100, rpn_post_nms_top_n_test=50, box_batch_size_per_image=32,
                     box_detections_per_img=20)
     defaults.update(kwargs)
     return FasterRCNN(ShapesBackbone(width, depth, out_channels), None, rpn_anchor_generator=anchors,
