@@ -144,3 +144,38 @@ def test_missing_pycocotools_names_the_extra(tmp_path, monkeypatch):
     with pytest.raises(DistillkitError) as caught:
         DetectionTask().evaluate(FixedPredictions({}), loader, DistContext())
     assert "pip install 'distillkit[detection]'" in str(caught.value)
+
+
+HAND_PREDICTIONS = {(64, 64): ([[9, 11, 29, 27], [37, 31, 55, 49]], [0.9, 0.6], [1, 2]),
+                    (64, 48): ([[2, 6, 40, 30]], [0.95], [1]), (48, 64): ([[10, 10, 30, 30]], [0.5], [1])}
+
+
+def _rank_evaluates_its_share(rank, world_size, root, port, out):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
+    try:
+        img_dir, ann_file = write_coco(root)
+        dataset = CocoDetectionDataset(img_dir, ann_file)
+        share = torch.utils.data.Subset(dataset, list(range(rank, len(dataset), world_size)))
+        loader = torch.utils.data.DataLoader(share, batch_size=1, collate_fn=detection_collate)
+        model = FixedPredictions({k: prediction(*v) for k, v in HAND_PREDICTIONS.items()})
+        result = DetectionTask().evaluate(model, loader, DistContext(rank, rank, world_size))
+        torch.save(result, f"{out}.{rank}")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_ranks_gather_their_predictions_into_the_one_process_result(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    out = str(tmp_path / "result")
+    mp.spawn(_rank_evaluates_its_share, args=(2, str(tmp_path / "data"), port, out), nprocs=2)
+    single, _ = evaluate(tmp_path / "single", {k: prediction(*v) for k, v in HAND_PREDICTIONS.items()})
+    for rank in (0, 1):  # every rank gets rank 0's numbers over all 3 images
+        assert torch.load(f"{out}.{rank}") == single and single["count"] == 3
