@@ -137,12 +137,13 @@ def test_summary_names_the_numbers(tmp_path):
     assert text == "bbox mAP@[.5:.95] 0.5000 mAP@.5 0.7500 on 3 images"
 
 
-def test_missing_pycocotools_names_the_extra(tmp_path, monkeypatch):
+def test_missing_pycocotools_names_the_extra_when_a_detection_run_starts(monkeypatch):
     for name in ("pycocotools", "pycocotools.coco", "pycocotools.cocoeval", "pycocotools.mask"):
         monkeypatch.setitem(sys.modules, name, None)
-    loader = torch.utils.data.DataLoader([], batch_size=1, collate_fn=detection_collate)
-    with pytest.raises(DistillkitError) as caught:
-        DetectionTask().evaluate(FixedPredictions({}), loader, DistContext())
+    from distillkit.tasks import resolve_task
+
+    with pytest.raises(DistillkitError) as caught:  # when the run's task is chosen, before anything is built
+        resolve_task({"models": {"student_model": {"name": "fasterrcnn_resnet50_fpn"}}})
     assert "pip install 'distillkit[detection]'" in str(caught.value)
 
 

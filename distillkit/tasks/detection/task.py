@@ -59,6 +59,9 @@ class DetectionTask(Task):
     collate = staticmethod(detection_collate)
     default_forward_proc = "forward_batch_target"
 
+    def __init__(self):
+        pycocotools()  # a detection run or eval stops at its start with the paragraph naming the extra
+
     @classmethod
     def claims(cls, config) -> bool:
         names = detection_model_names()
@@ -77,7 +80,6 @@ class DetectionTask(Task):
 
     @torch.no_grad()
     def evaluate(self, model, loader, ctx, amp=None) -> Dict[str, float]:
-        pycocotools()  # the paragraph naming the extra, before any work
         coco_gt = coco_ground_truth(loader.dataset) if ctx.is_main else None
         with_masks, image_ids, results = False, [], []
         for images, targets, *_ in loader:
