@@ -21,6 +21,9 @@ from torch import nn
 
 from ...errors import ConfigError
 from ...registry import register_dataset, register_model
+from .coco_eval import coco_index
+from .pycocotools_import import pycocotools
+from .transforms import DetectionCompose, RandomHorizontalFlip
 
 SHAPE_NAMES = ("square", "disc", "triangle")
 SHAPES_MODELS = ("shapes_fasterrcnn",)
@@ -68,8 +71,6 @@ class ShapesDetection(torch.utils.data.Dataset):
                 labels.append(kind)
             keep = [k for k, m in enumerate(masks) if m.sum() > 4]
             self.samples.append((image, [masks[k] for k in keep], [labels[k] for k in keep], index + 1))
-        from .transforms import DetectionCompose, RandomHorizontalFlip
-
         self.flip = DetectionCompose([RandomHorizontalFlip(random_horizontal_flip)]) \
             if random_horizontal_flip else None
         self._coco = None
@@ -108,9 +109,6 @@ class ShapesDetection(torch.utils.data.Dataset):
     def coco(self):
         """The ground truth as a pycocotools index (unflipped)."""
         if self._coco is None:
-            from .coco_eval import coco_index
-            from .pycocotools_import import pycocotools
-
             mask_api = pycocotools().mask
             images, annotations = [], []
             for index in range(len(self)):

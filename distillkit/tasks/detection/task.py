@@ -12,11 +12,13 @@ from typing import Dict
 
 import torch
 
-from ...registry import register_task
+from ...engine.distributed import all_reduce_sum
+from ...registry import MODELS, register_task
 from ..base import Task
 from .coco_eval import coco_ground_truth, evaluate_detections, to_coco_results
 from .collate import detection_collate
 from .pycocotools_import import pycocotools
+from .shapes import SHAPES_MODELS
 
 DETECTION_DATASET_KEYS = ("coco.dataset.coco_dataset", "distillkit.tasks.detection.coco_dataset.coco_dataset")
 DETECTION_COLLATE = ("coco_collate_fn",)
@@ -26,9 +28,6 @@ def detection_model_names() -> set:
     """torchvision's detection builders and distillkit's detection models."""
     import torchvision.models as tvm
     from torchvision.models import detection
-
-    from ...registry import MODELS
-    from .shapes import SHAPES_MODELS
 
     names = set(tvm.list_models(module=detection)) | set(SHAPES_MODELS)
     return names | {n for n in MODELS.names() if n.startswith(("custom_fasterrcnn", "custom_maskrcnn"))}
@@ -105,6 +104,4 @@ class DetectionTask(Task):
 
 def broadcast_any(flag: bool, ctx) -> bool:
     """Whether any rank saw ``flag`` (mask outputs)."""
-    from ...engine.distributed import all_reduce_sum
-
     return all_reduce_sum(torch.tensor(float(flag), device=ctx.device), ctx).item() > 0
