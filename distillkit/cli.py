@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="train (a teacher, a student alone, or a distilled student)")
     add_train_options(train)
-    evaluate = commands.add_parser("eval", help="top-1/top-5 on the test loader")
+    evaluate = commands.add_parser("eval", help="the task's metrics on the test loader (top-1/top-5, COCO mAP)")
     _add_common(evaluate)
     evaluate.add_argument("--ckpt", default=None, help="weights to evaluate (default: the model's ckpt)")
     evaluate.add_argument("--teacher", action="store_true", help="evaluate the teacher instead of the student")

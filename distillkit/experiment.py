@@ -94,7 +94,8 @@ class Experiment:
         name = chosen.name or (f"val_{self.task.primary}" if self.val_loader is not None else "loss")
         if chosen.mode not in (None, "max", "min"):
             raise ConfigError(f"expected 'max' or 'min', found {chosen.mode!r}.", key_path="train.best_metric.mode")
-        return BestMetric(name, chosen.mode)
+        primary = name in (f"val_{self.task.primary}", f"val_{self.task.primary}_ema")  # a task's primary: max
+        return BestMetric(name, chosen.mode or ("max" if primary else None))
 
 
 def student_block(config: dict):
@@ -194,10 +195,12 @@ def _build(config, ctx: DistContext, seed: int, scale_lr: Optional[bool], for_tr
                           collate=shared.task.collate)
     teacher = None
     if shared.teacher_model is not None:
-        teacher = ModelSide(shared.teacher_model, train.teacher, is_teacher=True).to(ctx.device)
+        teacher = ModelSide(shared.teacher_model, train.teacher, is_teacher=True,
+                            default_forward_proc=shared.task.default_forward_proc).to(ctx.device)
     student_path, block = student_block(config)
     side_settings = train.model if train.model is not None and "student" not in train.raw else train.student
-    student = ModelSide(shared.student_model, side_settings, is_teacher=False).to(ctx.device)
+    student = ModelSide(shared.student_model, side_settings, is_teacher=False,
+                        default_forward_proc=shared.task.default_forward_proc).to(ctx.device)
     criterion = build_criterion(train.criterion.raw, f"{train.key_path}.criterion").to(ctx.device)
     exp = Experiment(config=config, settings=train, ctx=ctx, student=student, criterion=criterion, teacher=teacher,
                      student_ckpt=ModelSettings.parse(block, student_path).save_to, name=experiment_name(config),

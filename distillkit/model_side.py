@@ -26,9 +26,11 @@ logger = logging.getLogger(__name__)
 
 
 # torchdistill's forward_proc values that mean what distillkit always does: the model gets the images
-# (forward_batch_only); a loss term that needs the dataset wrapper's extras gets them as supp_dict
+# (forward_batch_only, 0.x forward_batch); a loss term that needs the dataset wrapper's extras gets them as supp_dict
 # (forward_batch_supp_dict, CRD); SSWrapper4SSKD flattens the (B, 4, C, H, W) views itself (forward_batch4sskd).
-FORWARD_PROCS = (None, "forward_batch_only", "forward_batch_supp_dict", "forward_batch4sskd")
+# forward_batch_target calls model(images, targets): torchvision's detectors return their loss dict in training.
+FORWARD_PROCS = (None, "forward_batch_only", "forward_batch", "forward_batch_supp_dict", "forward_batch4sskd",
+                 "forward_batch_target")
 
 
 def _sequential(model: nn.Module, settings: SideSettings, key_path: str) -> nn.Module:
@@ -62,13 +64,15 @@ class ModelSide(nn.Module):
     """One side of distillation (teacher or student)."""
 
     def __init__(self, model: nn.Module, settings: Union[SideSettings, dict, None] = None, is_teacher: bool = False,
-                 key_path: str = "train.student"):
+                 key_path: str = "train.student", default_forward_proc: Optional[str] = None):
+        """``default_forward_proc``: the task's (detection: ``forward_batch_target``), used when the side names
+        none and runs the model itself (no special module, no ``sequential``)."""
         super().__init__()
         if not isinstance(settings, SideSettings):
             settings = SideSettings.parse(settings, key_path)
         key_path = settings.key_path
         if settings.forward_proc not in FORWARD_PROCS:
-            raise ConfigError(f"forward_proc {settings.forward_proc!r} is not supported for image classification; "
+            raise ConfigError(f"forward_proc {settings.forward_proc!r} is not supported; "
                               f"supported: {', '.join(repr(p) for p in FORWARD_PROCS if p)}.",
                               key_path=f"{key_path}.forward_proc",
                               candidates=nearest_names(settings.forward_proc, [p for p in FORWARD_PROCS if p]))
@@ -79,6 +83,8 @@ class ModelSide(nn.Module):
             model.requires_grad_(True)
         special = _special(model, settings.special, is_teacher, f"{key_path}.{settings.special_key}")
         self.has_special = special is not None
+        self.forward_proc = settings.forward_proc or (
+            default_forward_proc if special is None and not settings.sequential else None)
         self.root = special if special is not None else model
         self.is_teacher = is_teacher
         root = self.root
@@ -118,19 +124,20 @@ class ModelSide(nn.Module):
                 find_module(self.root, path).eval()
         return self
 
-    def forward(self, x, supp_dict: Optional[dict] = None):
-        """``(output, io_dict)``; ``supp_dict`` (the batch's extras) is accepted for the call shape and unused."""
+    def forward(self, x, supp_dict: Optional[dict] = None, targets=None):
+        """``(output, io_dict)``; ``supp_dict`` (the batch's extras) is accepted for the call shape and unused;
+        ``targets`` reach the model under ``forward_proc: forward_batch_target``."""
         if self.inference_mode and not self.trainable:
             with torch.inference_mode():
-                output, io_dict = self._forward(x)
+                output, io_dict = self._forward(x, targets)
             # inference tensors cannot be saved for a backward pass: the loss gets ordinary copies
             return tree_map(lambda t: t.clone() if isinstance(t, torch.Tensor) else t, (output, io_dict))
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.trainable):
-            return self._forward(x)
+            return self._forward(x, targets)
 
-    def _forward(self, x):
+    def _forward(self, x, targets=None):
         self.capture.pop()
-        output = self.root(x)
+        output = self.root(x, targets) if self.forward_proc == "forward_batch_target" else self.root(x)
         if self.special is not None:
             self.special.post_forward(self.capture.io_dict)
         return output, self.capture.pop()
@@ -139,5 +146,5 @@ class ModelSide(nn.Module):
 class NoTeacher(nn.Module):
     """The teacher side of a run without a teacher: ``(None, {})``, with ModelSide's call shape."""
 
-    def forward(self, x, supp_dict: Optional[dict] = None):
+    def forward(self, x, supp_dict: Optional[dict] = None, targets=None):
         return None, {}

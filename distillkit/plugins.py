@@ -11,6 +11,9 @@ from .errors import ConfigError
 logger = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "distillkit.plugins"
 _loaded_entry_points = False
+# packages of torchdistill's examples/torchvision folder that its detection and segmentation configs list under
+# ``dependencies`` (see TORCHDISTILL_EQUIVALENTS in config/tags.py for the functions they call)
+TORCHDISTILL_EXAMPLE_PACKAGES = ("custom", "coco")
 
 
 def load_entry_point_plugins() -> None:
@@ -35,6 +38,10 @@ def import_modules(modules, key_path: str = "imports", search_dir: str = None) -
         try:
             importlib.import_module(name)
         except ImportError as exc:
+            if name in TORCHDISTILL_EXAMPLE_PACKAGES and getattr(exc, "name", None) == name:
+                logger.info("%s.%d: %r (torchdistill's examples folder) is not importable; distillkit's "
+                            "equivalents of what its configs call are used.", key_path, index, name)
+                continue
             raise ConfigError(f"cannot import the plugin module {name!r}: {exc}.", key_path=f"{key_path}.{index}",
                               hint="Make it importable: install it, run from its parent folder, or set PYTHONPATH.") \
                 from exc

@@ -142,9 +142,8 @@ def _loader(block, path: str, pm: PathMap):
                               f"SequentialSampler.", key_path=join_path(path, "sampler.class_or_func"))
         out["random_sample"] = SAMPLERS[name]
         pm.add(join_path(path, "random_sample"), join_path(path, "sampler.class_or_func"))
-    if block.get("batch_sampler") is not None:
-        raise ConfigError("batch_sampler is not supported for image classification: give kwargs.batch_size "
-                          "and a sampler.", key_path=join_path(path, "batch_sampler"))
+    if block.get("batch_sampler") is not None:  # GroupedBatchSampler of the detection configs
+        out["batch_sampler"] = _typed(block["batch_sampler"], join_path(path, "batch_sampler"), pm)
     if block.get("dataset_wrapper") is not None:
         out["dataset_wrapper"] = _typed(block["dataset_wrapper"], join_path(path, "dataset_wrapper"), pm)
     return out

@@ -52,7 +52,11 @@ def _expanduser(loader, node):
 
 
 # torchdistill's own helpers that its 1.x configs call, and distillkit's equivalents (used without torchdistill)
-TORCHDISTILL_EQUIVALENTS = {"torchdistill.datasets.util.split_dataset": "distillkit.data.splits.random_split_dataset"}
+TORCHDISTILL_EQUIVALENTS = {"torchdistill.datasets.util.split_dataset": "distillkit.data.splits.random_split_dataset",
+                            # the detection examples' packages (torchdistill's examples/torchvision, not installed)
+                            "coco.dataset.coco_dataset": "distillkit.tasks.detection.coco_dataset.coco_dataset",
+                            "custom.sampler.create_aspect_ratio_groups":
+                                "distillkit.tasks.detection.sampler.create_aspect_ratio_groups"}
 
 
 def _imported(key, package, tag: str, line=None):

@@ -50,6 +50,10 @@ def build_split(type_name: str, type_key_path: str, split_block: dict, key_path:
     cls = resolve_dataset_type(type_name, key_path=type_key_path)
     params_path = f"{key_path}.params"
     params = copy.deepcopy(split_block.get("params") or {})
+    if DATASETS.meta(type_name).get("split_level_params"):  # 0.x cocodetect: the split's own keys are the params
+        params_path = key_path
+        params.update(copy.deepcopy({k: v for k, v in split_block.items() if k not in (
+            "dataset_id", "type", "params", "random_split", "skip_bad_images")}))
     transform = maybe_transform(params, "transform_params", params_path)
     if transform is not None or "transform" not in params:  # a transform given as an object is kept
         params["transform"] = transform

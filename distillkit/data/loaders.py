@@ -61,6 +61,9 @@ def build_loader(settings: LoaderSettings, datasets: Dict[str, object], *, train
         logger.warning("%s.cache_output is ignored: a cache that ignores augmentation gives the student targets "
                        "for a view it never saw; train.teacher_cache records each view with the teacher's output.",
                        key_path)
+    if settings.batch_sampler:
+        logger.info("%s.batch_sampler: batches of %d from the loader's sampler, not grouped by aspect ratio (the "
+                    "detection model pads each batch to its largest image).", key_path, settings.batch_size)
     shuffle = training if settings.random_sample is None else settings.random_sample
     if training and settings.repeated_aug > 1:
         from timm.data.distributed_sampler import RepeatAugSampler

@@ -6,8 +6,9 @@ from typing import Callable, Optional
 
 
 def default_mode(name: str) -> str:
-    """``max`` for accuracies (``val_top1``, ``*acc*``), ``min`` for anything else (losses)."""
-    return "max" if "top" in name or "acc" in name else "min"
+    """``max`` for accuracies and overlaps (``val_top1``, ``*acc*``, ``*map*``, ``*iou*``), ``min`` for anything
+    else (losses)."""
+    return "max" if any(word in name for word in ("top", "acc", "map", "iou")) else "min"
 
 
 class BestMetric:

@@ -87,6 +87,24 @@ def barrier(ctx: DistContext) -> None:
         dist.barrier()
 
 
+def gather_objects(obj, ctx: DistContext) -> list:
+    """Every rank's ``obj`` (picklable), in rank order: ``[obj]`` in one process."""
+    if not ctx.distributed:
+        return [obj]
+    gathered = [None] * ctx.world_size
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
+def broadcast_object(obj, ctx: DistContext):
+    """Rank 0's ``obj`` on every rank."""
+    if not ctx.distributed:
+        return obj
+    holder = [obj]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
 _DDP_NAMES = (None, "DistributedDataParallel", "DDP")
 
 

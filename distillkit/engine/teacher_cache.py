@@ -153,7 +153,7 @@ class CachedTeacher:
         self.teacher = teacher
         self.cache = cache
 
-    def __call__(self, images, supp_dict: dict):
+    def __call__(self, images, supp_dict: dict, targets=None):
         return self.cache.teacher_output(supp_dict, lambda: self.teacher(images)[0]), {}
 
 

@@ -77,8 +77,8 @@ class Trainer:
         exp = self.exp
         supp_dict = supp_dict if supp_dict is not None else {}
         with exp.amp.autocast():
-            teacher_out, teacher_io = exp.teacher_forward(images, supp_dict=supp_dict)
-            student_out, student_io = exp.student_module(images)
+            teacher_out, teacher_io = exp.teacher_forward(images, supp_dict=supp_dict, targets=targets)
+            student_out, student_io = exp.student_module(images, targets=targets)
             loss, terms = exp.criterion(student_out, teacher_out, student_io, teacher_io, targets, supp_dict)
         return loss, terms, student_io, teacher_io
 

@@ -8,6 +8,7 @@ Name resolution: distillkit's model registry, then ``torchvision.models``
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import re
 import types
@@ -19,6 +20,8 @@ from ..errors import ConfigError, nearest_names
 from ..registry import MODELS
 from ..utils import call_with_params
 from .distillable_vit import EVAL_OUTPUTS, select_eval_output
+
+logger = logging.getLogger(__name__)
 
 
 def _torchvision_builder(name: str):
@@ -81,6 +84,12 @@ def _missing_modules(exc: BaseException) -> list:
     return match.group(1).split(", ") if match else []
 
 
+# torch.hub models that distillkit also builds, with the same module tree and state_dict keys (torchdistill 1.x's
+# GHND configs load sc2-benchmark's R-CNNs): used when torch.hub cannot load them. sc2-benchmark's classification
+# models (custom_resnet152, ...) are not here: their module paths differ from distillkit's head-network models.
+HUB_EQUIVALENTS = {"yoshitomo-matsubara/sc2-benchmark": ("custom_fasterrcnn_resnet_fpn", "custom_maskrcnn_resnet_fpn")}
+
+
 def _hub_model(repo_or_dir: str, name: str, params: dict, key_path: str) -> nn.Module:
     """``torch.hub.load(repo_or_dir, name, **params)`` (a folder: its hubconf.py; ``params.source`` as torch.hub's
     own, which torchdistill passes on), its failures (offline, an unknown entry, a missing dependency) as one
@@ -111,7 +120,14 @@ def build_model(block: dict, key_path: str) -> nn.Module:
     params = copy.deepcopy(block.get("params") or {})
     params_path = f"{key_path}.params"
     if block.get("repo_or_dir"):  # as torchdistill 1.x: the repository's model, even where a name is also ours
-        return _hub_model(block["repo_or_dir"], name, params, key_path)
+        try:
+            return _hub_model(block["repo_or_dir"], name, params, key_path)
+        except ConfigError:
+            if name not in HUB_EQUIVALENTS.get(block["repo_or_dir"], ()):
+                raise
+            logger.warning("%s: torch.hub could not load %r from %s; distillkit's %s (same modules and state_dict "
+                           "keys) is used instead.", key_path, name, block["repo_or_dir"], name)
+            return call_with_params(MODELS[name], params, params_path)
     timm = _timm()
     if isinstance(name, str) and name.startswith("timm:"):
         timm_name = name[len("timm:"):]

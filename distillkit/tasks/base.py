@@ -17,7 +17,7 @@ models and datasets say it), else classification.
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
 
@@ -30,6 +30,7 @@ class Task:
     primary: str = ""
     supports_mixup: bool = False  # timm's Mixup/CutMix mixes image-level labels only
     collate: Callable = staticmethod(collate_batch)
+    default_forward_proc: Optional[str] = None  # a side's forward_proc when it names none (model_side.py)
 
     @classmethod
     def claims(cls, config) -> bool:

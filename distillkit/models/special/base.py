@@ -27,8 +27,9 @@ class SpecialModule(nn.Module):
         """The wrapped model itself: what a checkpoint of this side's model holds."""
         return getattr(self, self.model_attr)
 
-    def forward(self, x):
-        return self.base_model(x)
+    def forward(self, x, *targets):
+        """The model on ``x`` (and the batch's targets, under ``forward_proc: forward_batch_target``)."""
+        return self.base_model(x, *targets)
 
     def required_io(self):
         """``[(path, 'input' | 'output'), ...]`` that ``post_forward`` reads; ModelSide hooks them."""

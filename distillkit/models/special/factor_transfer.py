@@ -15,7 +15,8 @@ from torch import nn
 
 from ...errors import ConfigError
 from ...hooks import find_module, named_sequential
-from ...registry import register_special_module
+from ...registry import SPECIAL_MODULES, register_special_module
+from ...utils import call_with_params
 from ..checkpoint import load_model_weights, save_atomic
 from .base import SpecialModule
 
@@ -65,16 +66,25 @@ class Translator4FactorTransfer(nn.Sequential):
 
 
 def minimal_model(model: nn.Module, minimal, where: str) -> nn.Module:
-    """``minimal: {sequential: [paths], frozen_modules: [paths]}`` applied to ``model`` (None: the model)."""
+    """``minimal: {sequential: [paths], frozen_modules: [paths], special: {type, params}}`` applied to ``model``
+    (None: the model); ``special`` (1.x: ``auxiliary_model_wrapper: {key, kwargs}``) wraps the cut-down model in
+    that special module as a teacher (the detection FT config's ``HeadRCNN``)."""
     minimal = minimal or {}
-    unknown = sorted(set(minimal) - {"sequential", "frozen_modules"})
+    unknown = sorted(set(minimal) - {"sequential", "frozen_modules", "special", "auxiliary_model_wrapper"})
     if unknown:
-        raise ConfigError(f"{where} supports sequential and frozen_modules, not {', '.join(unknown)}; wrap the "
-                          f"teacher in another special module instead.", key_path="params.minimal")
+        raise ConfigError(f"{where} supports sequential, frozen_modules and special, not {', '.join(unknown)}.",
+                          key_path="params.minimal")
     for index, path in enumerate(minimal.get("frozen_modules") or []):
         find_module(model, path, f"{where}.frozen_modules.{index}").requires_grad_(False)
     paths = minimal.get("sequential") or []
-    return named_sequential(model, paths, where) if paths else model
+    model = named_sequential(model, paths, where) if paths else model
+    wrapper = minimal.get("special") or minimal.get("auxiliary_model_wrapper")
+    if wrapper:
+        kind = wrapper.get("type") or wrapper.get("key")
+        cls = SPECIAL_MODULES.resolve(kind, key_path="params.minimal.special.type")
+        model = call_with_params(cls, wrapper.get("params") or wrapper.get("kwargs"), "params.minimal.special.params",
+                                 model, True)
+    return model
 
 
 def _required(value, name: str, owner: str, what: str):
@@ -112,9 +122,9 @@ class Teacher4FactorTransfer(SpecialModule):
             load_model_weights(self.paraphraser, paraphraser_ckpt, what=f"{owner} paraphraser_ckpt")
         self.uses_decoder = uses_decoder
 
-    def forward(self, x):
+    def forward(self, x, *targets):
         with torch.no_grad():
-            return self.teacher_model(x)
+            return self.teacher_model(x, *targets)
 
     def required_io(self):
         return [(self.input_module_path, "output")]
