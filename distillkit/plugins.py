@@ -12,6 +12,26 @@ logger = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "distillkit.plugins"
 _loaded_entry_points = False
 
+# Modules of torchdistill's example scripts (examples/torchvision/: not in its pip package) that its 1.x configs
+# import (``dependencies: [custom]``, ``key: 'custom.transform.CustomCompose'``), and distillkit's equivalents, used
+# when the config's own copy is not importable.
+EXAMPLE_MODULES = {"custom": "distillkit.tasks.segmentation",
+                   "custom.transform": "distillkit.tasks.segmentation.transforms",
+                   "custom.collator": "distillkit.tasks.segmentation.collate",
+                   "coco.dataset": "distillkit.tasks.segmentation.coco", "utils.dataset": "distillkit.engine.poly_lr"}
+
+
+def example_equivalent(key: str, exc: ImportError):
+    """distillkit's equivalent of ``key`` (a module of :data:`EXAMPLE_MODULES` or an attribute of one) when ``exc``
+    says that module itself is missing; None otherwise."""
+    module_name, _, attr = key.rpartition(".")
+    missing = getattr(exc, "name", None) or ""
+    for name, target in ((key, None), (module_name, attr)):
+        if name in EXAMPLE_MODULES and isinstance(exc, ModuleNotFoundError) and (name + ".").startswith(missing + "."):
+            module = importlib.import_module(EXAMPLE_MODULES[name])
+            return module if target is None else getattr(module, target, None)
+    return None
+
 
 def load_entry_point_plugins() -> None:
     """Import every installed package's ``distillkit.plugins`` entry point (once per process)."""
@@ -35,6 +55,8 @@ def import_modules(modules, key_path: str = "imports", search_dir: str = None) -
         try:
             importlib.import_module(name)
         except ImportError as exc:
+            if example_equivalent(name, exc) is not None:
+                continue
             raise ConfigError(f"cannot import the plugin module {name!r}: {exc}.", key_path=f"{key_path}.{index}",
                               hint="Make it importable: install it, run from its parent folder, or set PYTHONPATH.") \
                 from exc

@@ -24,6 +24,7 @@ import re
 import yaml
 
 from ..errors import ConfigError
+from ..plugins import example_equivalent
 from ..utils import LazyTag
 
 
@@ -61,6 +62,9 @@ def _imported(key, package, tag: str, line=None):
     except (ImportError, AttributeError, ValueError) as exc:
         if package is None and str(key) in TORCHDISTILL_EQUIVALENTS and isinstance(exc, ModuleNotFoundError):
             return import_get(TORCHDISTILL_EQUIVALENTS[str(key)])
+        equivalent = example_equivalent(str(key), exc) if package is None and isinstance(exc, ImportError) else None
+        if equivalent is not None:
+            return equivalent
         raise ConfigError(f"{tag} could not import {key!r}: {exc}.", line=line) from exc
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from ..registry import TASKS
 from .base import Task
 from .classification import ClassificationTask
+from . import segmentation  # noqa: F401,E402  (registers the segmentation task)
 
 
 def resolve_task(config, name=None) -> Task:
