@@ -4,6 +4,7 @@
     python benchmarks/compare.py tat    # hand-written, distillkit defaults, distillkit speed
     python benchmarks/compare.py cache  # distillkit live teacher vs replayed teacher cache
     python benchmarks/compare.py settings  # the KD job with each speed setting alone vs defaults
+    python benchmarks/compare.py seg    # segmentation (TaT, SyntheticShapes): hand-written vs distillkit's Trainer
     python benchmarks/compare.py input  # images/s per core: torchvision's ImageFolder vs distillkit's default
                                         # loader, decode: fast, TarShards (header-scan and webdataset readers)
 
@@ -28,6 +29,7 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 TAT_CONFIG = "configs/ilsvrc2012/tat/resnet18_from_resnet34_attn.yaml"
+SEG_CONFIG = "configs/segmentation/shapes/tat_tiny_fcn4_from_tiny_fcn16.yaml"
 
 
 def input_variants(device: str) -> dict:
@@ -76,6 +78,10 @@ def variants(job: str, cache_dir: str, device: str = "cpu") -> dict:
         return {"hand-written": ["hand_tat.py"],
                 "distillkit defaults": ["distillkit_job.py", "--config", TAT_CONFIG, "--settings", "defaults"],
                 "distillkit speed": ["distillkit_job.py", "--config", TAT_CONFIG, "--settings", "speed"]}
+    if job == "seg":
+        return {"hand-written": ["hand_seg.py"],
+                "distillkit defaults": ["distillkit_job.py", "--config", SEG_CONFIG, "--settings", "defaults",
+                                        "--own-data"]}
     if job == "settings":
         return {"distillkit defaults": ["distillkit_job.py"],
                 **{name: ["distillkit_job.py", *[a for key in keys for a in ("--set", key)]]
@@ -104,6 +110,7 @@ RATIOS = {
            ("torchdistill / distillkit speed + compile", "torchdistill", "distillkit speed + compile", None)],
     "tat": [("distillkit defaults / hand-written", "distillkit defaults", "hand-written", ("<=", 1.03)),
             ("hand-written / distillkit speed", "hand-written", "distillkit speed", None)],
+    "seg": [("distillkit defaults / hand-written", "distillkit defaults", "hand-written", ("<=", 1.05))],
     "cache": [("live / cached teacher", "live teacher", "cached teacher", None)],
     "settings": [(f"defaults / {name}", "distillkit defaults", name, None) for name in SETTINGS],
     "input": [("distillkit default / torchvision", "torchvision ImageFolder (PIL)", "distillkit default loader", None),
@@ -150,7 +157,7 @@ def device_name(passthrough: list) -> str:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("job", choices=("kd", "tat", "cache", "settings", "input"))
+    parser.add_argument("job", choices=("kd", "tat", "seg", "cache", "settings", "input"))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", help="JSON file (default benchmarks/results/<job>-<device>.json)")
     parser.add_argument("--torchdistill-dir", default=os.path.join(HERE, ".torchdistill"))

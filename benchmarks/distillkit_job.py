@@ -25,6 +25,8 @@ def options(parser):
     parser.add_argument("--cache", help="train.teacher_cache.dir (records on the first run, replays later)")
     parser.add_argument("--top-k", type=int, default=10)
     parser.add_argument("--set", action="append", default=[], help="key.path=value overrides, applied last")
+    parser.add_argument("--own-data", action="store_true", help="keep the config's generated dataset (SyntheticShapes: "
+                        "sized to the job) instead of FakeData, and drop the schedule (the segmentation job)")
 
 
 def bench_config(args):
@@ -35,15 +37,19 @@ def bench_config(args):
     config = load_config(args.config)
     train = config["train"]
     loader = train["train_data_loader"]
-    params = dict(fake_data_params(args), transform_params=transform_steps(args.image_size))
-    config["datasets"] = {"fake": {"type": "FakeData", "splits": {"train": {"dataset_id": loader["dataset_id"],
-                                                                             "params": params}}}}
+    if args.own_data:
+        own_data(config, args)
+    else:
+        params = dict(fake_data_params(args), transform_params=transform_steps(args.image_size))
+        config["datasets"] = {"fake": {"type": "FakeData", "splits": {"train": {"dataset_id": loader["dataset_id"],
+                                                                                 "params": params}}}}
     loader.update(batch_size=args.batch_size, num_workers=args.workers, random_sample=True)
     train.pop("val_data_loader", None)
     config.pop("test", None)
     train["num_epochs"] = 1
     for role in ("teacher_model", "student_model"):
-        config["models"][role].setdefault("params", {})["pretrained"] = False
+        if not args.own_data:  # the segmentation job's models are distillkit's own, never downloaded
+            config["models"][role].setdefault("params", {})["pretrained"] = False
         config["models"][role]["ckpt"] = None
     for key in SPEED_KEYS:
         train.pop(key, None)
@@ -59,6 +65,20 @@ def bench_config(args):
     apply_overrides(config, args.set)  # after the settings: --set measures one setting on its own
     validate_config(config)
     return config
+
+
+def own_data(config, args) -> None:
+    """The config's SyntheticShapes train split, (warmup + steps) batches of --image-size pixels, with the hand-written
+    job's view (resize 7/8 to 5/4 of the size, flip, crop, tensor, normalise); no schedule."""
+    for block in config["datasets"].values():
+        split = block["splits"]["train"]["params"]
+        size = args.image_size
+        split.update(num_samples=(args.warmup + args.steps) * args.batch_size, image_size=size)
+        resize, _, crop = split["transforms_params"][:3]
+        resize["params"] = {"min_size": size * 7 // 8, "max_size": size * 5 // 4}
+        crop["params"] = {"size": size}
+        block["splits"] = {"train": block["splits"]["train"]}
+    config["train"].pop("scheduler", None)
 
 
 class ResidentLoader:

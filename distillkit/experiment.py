@@ -94,8 +94,8 @@ class Experiment:
         name = chosen.name or (f"val_{self.task.primary}" if self.val_loader is not None else "loss")
         if chosen.mode not in (None, "max", "min"):
             raise ConfigError(f"expected 'max' or 'min', found {chosen.mode!r}.", key_path="train.best_metric.mode")
-        primary = name in (f"val_{self.task.primary}", f"val_{self.task.primary}_ema")  # a task's primary: max
-        return BestMetric(name, chosen.mode or ("max" if primary else None))
+        task_metric = name.removeprefix("val_").removesuffix("_ema") in self.task.metrics  # accuracies, mIoU, mAP
+        return BestMetric(name, chosen.mode or ("max" if task_metric else None))
 
 
 def student_block(config: dict):

@@ -11,9 +11,27 @@ from .errors import ConfigError
 logger = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "distillkit.plugins"
 _loaded_entry_points = False
-# packages of torchdistill's examples/torchvision folder that its detection and segmentation configs list under
-# ``dependencies`` (see TORCHDISTILL_EQUIVALENTS in config/tags.py for the functions they call)
-TORCHDISTILL_EXAMPLE_PACKAGES = ("custom", "coco")
+
+# Modules of torchdistill's example scripts (examples/torchvision/: not in its pip package) that its 1.x configs
+# import (``dependencies: [custom]``, ``key: 'custom.transform.CustomCompose'``), and distillkit's equivalents, used
+# when the config's own copy is not importable.
+EXAMPLE_MODULES = {"custom": "distillkit.tasks", "coco": "distillkit.tasks",
+                   "custom.transform": "distillkit.tasks.segmentation.transforms",
+                   "custom.collator": "distillkit.tasks.segmentation.collate",
+                   "custom.sampler": "distillkit.tasks.detection.sampler",
+                   "coco.dataset": "distillkit.tasks.coco", "utils.dataset": "distillkit.engine.poly_lr"}
+
+
+def example_equivalent(key: str, exc: ImportError):
+    """distillkit's equivalent of ``key`` (a module of :data:`EXAMPLE_MODULES` or an attribute of one) when ``exc``
+    says that module itself is missing; None otherwise."""
+    module_name, _, attr = key.rpartition(".")
+    missing = getattr(exc, "name", None) or ""
+    for name, target in ((key, None), (module_name, attr)):
+        if name in EXAMPLE_MODULES and isinstance(exc, ModuleNotFoundError) and (name + ".").startswith(missing + "."):
+            module = importlib.import_module(EXAMPLE_MODULES[name])
+            return module if target is None else getattr(module, target, None)
+    return None
 
 
 def load_entry_point_plugins() -> None:
@@ -38,7 +56,7 @@ def import_modules(modules, key_path: str = "imports", search_dir: str = None) -
         try:
             importlib.import_module(name)
         except ImportError as exc:
-            if name in TORCHDISTILL_EXAMPLE_PACKAGES and getattr(exc, "name", None) == name:
+            if example_equivalent(name, exc) is not None:
                 logger.info("%s.%d: %r (torchdistill's examples folder) is not importable; distillkit's "
                             "equivalents of what its configs call are used.", key_path, index, name)
                 continue

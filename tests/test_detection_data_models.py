@@ -6,7 +6,8 @@ import torch
 pytest.importorskip("pycocotools")
 
 from detection_data import write_coco  # noqa: E402
-from distillkit.tasks.detection.coco_dataset import CocoDetectionDataset, coco_dataset  # noqa: E402
+from distillkit.tasks.coco import coco_dataset  # noqa: E402
+from distillkit.tasks.detection.coco_dataset import CocoDetectionDataset  # noqa: E402
 from distillkit.tasks.detection.collate import detection_collate  # noqa: E402
 from distillkit.tasks.detection.head_rcnn import HeadRCNN  # noqa: E402
 from distillkit.tasks.detection.models import custom_fasterrcnn_resnet_fpn  # noqa: E402

@@ -383,11 +383,12 @@ datasets:
     assert "datasets.digits.splits.val.kwargs.transform_configs.0.key" in message and "ToTensor" in message
 
 
-def test_module_wise_kwargs_are_the_0x_module_wise_params(write_yaml, in_tmp):
+@pytest.mark.parametrize("name", ["module_wise_configs", "module_wise_kwargs"])  # torchdistill 1.x reads the first
+def test_module_wise_kwargs_are_the_0x_module_wise_params(write_yaml, in_tmp, name):
     text = CONFIG_1X.replace("optimizer: {key: 'SGD', kwargs: {lr: 0.05, momentum: 0.9, weight_decay: 0.0005}}",
-                             "optimizer: {key: 'SGD', kwargs: {lr: 0.05}, module_wise_kwargs: [{module: 'fc', "
+                             f"optimizer: {{key: 'SGD', kwargs: {{lr: 0.05}}, {name}: [{{module: 'fc', "
                              "kwargs: {lr: 0.5}}, {module: 'layer1x', kwargs: {}}]}")
     message = _error(write_yaml, text)
-    assert "key 'train.optimizer.module_wise_kwargs.1.module'" in message
+    assert f"key 'train.optimizer.{name}.1.module'" in message
     experiment = build_experiment(load_config(write_yaml(text.replace("'layer1x'", "'layer1'"))))
     assert [g["lr"] for g in experiment.optimizer.param_groups] == [0.5, 0.05]

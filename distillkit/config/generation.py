@@ -217,12 +217,13 @@ def _train(block, path: str, pm: PathMap):
     for key in ("optimizer", "scheduler"):
         if key in block:
             out[key] = _typed(block[key], join_path(path, key), pm)
-    if isinstance(out.get("optimizer"), dict) and "module_wise_kwargs" in out["optimizer"]:
-        optimizer_path = join_path(path, "optimizer")
-        out["optimizer"]["module_wise_params"] = [
-            _typed(entry, f"{optimizer_path}.module_wise_params.{index}", pm)
-            for index, entry in enumerate(out["optimizer"].pop("module_wise_kwargs") or [])]
-        pm.add(f"{optimizer_path}.module_wise_params", f"{optimizer_path}.module_wise_kwargs")
+    for name in ("module_wise_configs", "module_wise_kwargs"):  # torchdistill 1.x reads module_wise_configs
+        if isinstance(out.get("optimizer"), dict) and name in out["optimizer"]:
+            optimizer_path = join_path(path, "optimizer")
+            out["optimizer"]["module_wise_params"] = [
+                _typed(entry, f"{optimizer_path}.module_wise_params.{index}", pm)
+                for index, entry in enumerate(out["optimizer"].pop(name) or [])]
+            pm.add(f"{optimizer_path}.module_wise_params", f"{optimizer_path}.{name}")
     if "criterion" in block:
         out["criterion"] = _criterion(block["criterion"], join_path(path, "criterion"), pm)
     for key, value in block.items():

@@ -24,6 +24,7 @@ import re
 import yaml
 
 from ..errors import ConfigError
+from ..plugins import example_equivalent
 from ..utils import LazyTag
 
 
@@ -52,11 +53,8 @@ def _expanduser(loader, node):
 
 
 # torchdistill's own helpers that its 1.x configs call, and distillkit's equivalents (used without torchdistill)
-TORCHDISTILL_EQUIVALENTS = {"torchdistill.datasets.util.split_dataset": "distillkit.data.splits.random_split_dataset",
-                            # the detection examples' packages (torchdistill's examples/torchvision, not installed)
-                            "coco.dataset.coco_dataset": "distillkit.tasks.detection.coco_dataset.coco_dataset",
-                            "custom.sampler.create_aspect_ratio_groups":
-                                "distillkit.tasks.detection.sampler.create_aspect_ratio_groups"}
+# (the modules of its examples folder: plugins.EXAMPLE_MODULES)
+TORCHDISTILL_EQUIVALENTS = {"torchdistill.datasets.util.split_dataset": "distillkit.data.splits.random_split_dataset"}
 
 
 def _imported(key, package, tag: str, line=None):
@@ -65,6 +63,9 @@ def _imported(key, package, tag: str, line=None):
     except (ImportError, AttributeError, ValueError) as exc:
         if package is None and str(key) in TORCHDISTILL_EQUIVALENTS and isinstance(exc, ModuleNotFoundError):
             return import_get(TORCHDISTILL_EQUIVALENTS[str(key)])
+        equivalent = example_equivalent(str(key), exc) if package is None and isinstance(exc, ImportError) else None
+        if equivalent is not None:
+            return equivalent
         raise ConfigError(f"{tag} could not import {key!r}: {exc}.", line=line) from exc
 
 

@@ -21,7 +21,7 @@ from ..utils import LazyTag, call_with_params, resolve_tags
 from . import shards  # noqa: F401  (registers TarShards, tar shards from `distillkit prepare`)
 from .guard import guard_dataset, skip_setting
 from .splits import split_dataset
-from .transforms import maybe_transform
+from .transforms import build_transform, maybe_transform
 
 # Datasets whose root must already hold data (no download option).
 _FOLDER_TYPES = ("ImageFolder", "DatasetFolder")
@@ -48,16 +48,18 @@ def _check_root(type_name: str, params: dict, key_path: str) -> None:
 def build_split(type_name: str, type_key_path: str, split_block: dict, key_path: str):
     """One dataset object for one split block."""
     cls = resolve_dataset_type(type_name, key_path=type_key_path)
+    if getattr(cls, "split_builder", None) is not None:  # a type that reads its split block itself (cocodetect)
+        return cls.split_builder(split_block, key_path, build_transform)
     params_path = f"{key_path}.params"
     params = copy.deepcopy(split_block.get("params") or {})
-    if DATASETS.meta(type_name).get("split_level_params"):  # 0.x cocodetect: the split's own keys are the params
-        params_path = key_path
-        params.update(copy.deepcopy({k: v for k, v in split_block.items() if k not in (
-            "dataset_id", "type", "params", "random_split", "skip_bad_images")}))
     transform = maybe_transform(params, "transform_params", params_path)
     if transform is not None or "transform" not in params:  # a transform given as an object is kept
         params["transform"] = transform
     target_transform = maybe_transform(params, "target_transform_params", params_path)
+    compose = params.pop("transforms_compose_cls", None) or "CustomCompose"
+    if params.get("transforms_params"):  # joint image + target steps (torchdistill's segmentation datasets)
+        params["transforms"] = build_transform(params.pop("transforms_params"), f"{params_path}.transforms_params",
+                                               compose=compose)
     if target_transform is not None:
         params["target_transform"] = target_transform
     if isinstance(params.get("root"), str):

@@ -15,8 +15,9 @@ from ..utils import call_with_params
 from .timm_compat import patch_timm_posterize
 
 
-def build_transform(spec, key_path: str):
-    """``spec`` is a list of ``{type, params}``; returns a Compose (or None for an empty list)."""
+def build_transform(spec, key_path: str, compose=None):
+    """``spec`` is a list of ``{type, params}``; returns a Compose (or None for an empty list).  ``compose``: the
+    name of the composing class instead (``CustomCompose`` for joint image + target steps)."""
     if spec is None:
         return None
     if not isinstance(spec, (list, tuple)):
@@ -30,7 +31,11 @@ def build_transform(spec, key_path: str):
         cls = TRANSFORMS.resolve(entry["type"], key_path=f"{path}.type",
                                  fallbacks=(("torchvision.transforms", tv_transforms),))
         steps.append(call_with_params(cls, entry.get("params"), f"{path}.params"))
-    return tv_transforms.Compose(steps) if steps else None
+    if not steps:
+        return None
+    if compose is None:
+        return tv_transforms.Compose(steps)
+    return TRANSFORMS.resolve(compose, key_path=key_path, fallbacks=(("torchvision.transforms", tv_transforms),))(steps)
 
 
 def maybe_transform(params: dict, key: str, key_path: str) -> Optional[object]:

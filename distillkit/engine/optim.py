@@ -20,6 +20,7 @@ from ..errors import ConfigError
 from ..hooks import find_module
 from ..registry import OPTIMIZERS, SCHEDULERS
 from ..utils import call_with_params
+from . import poly_lr  # noqa: F401  (registers poly_lr_scheduler)
 
 logger = logging.getLogger(__name__)
 TIMM_SCHEDULERS = ("cosine", "tanh", "step", "multistep", "plateau", "poly")
@@ -93,6 +94,8 @@ def build_scheduler(settings: Optional[SchedulerSettings], optimizer, num_epochs
                  ("timm (timm:<name>)", (_timm_scheduler, lambda: [f"timm:{n}" for n in TIMM_SCHEDULERS])))
     cls = SCHEDULERS.resolve(settings.type, key_path=f"{settings.key_path}.type", fallbacks=fallbacks)
     params = dict(settings.params)
+    if settings.type == "poly_lr_scheduler" and params.get("num_iterations") in (None, "None"):
+        params["num_iterations"] = max(1, steps_per_epoch)  # torchdistill 0.x's scripts fill it in likewise
     if settings.type.startswith("timm:"):
         params.setdefault("num_epochs", num_epochs)
         if settings.scheduling_step > 0:  # per iteration: timm is told the optimizer steps done

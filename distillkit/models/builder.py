@@ -42,10 +42,20 @@ def _timm():
 
 
 def _torchvision_call(builder, params: dict, key_path: str) -> nn.Module:
-    pretrained = params.pop("pretrained", None)
-    if pretrained is not None and "weights" not in params:
-        params["weights"] = "DEFAULT" if pretrained else None
-    return call_with_params(builder, params, key_path)
+    """torchdistill 0.x's ``pretrained`` / ``pretrained_backbone`` select torchvision's default weights (or none)."""
+    for old, new in (("pretrained", "weights"), ("pretrained_backbone", "weights_backbone")):
+        value = params.pop(old, None)
+        if value is not None and new not in params:
+            params[new] = "DEFAULT" if value else None
+    try:
+        return call_with_params(builder, params, key_path)
+    except (OSError, RuntimeError) as exc:  # urllib's URLError is an OSError: weights that cannot be downloaded
+        if "weights" not in str(exc).lower() and not isinstance(exc, OSError):
+            raise
+        raise ConfigError(f"torchvision could not get the pretrained weights of {builder.__name__}: {exc}. Without "
+                          f"network, put the weight file in {torch.hub.get_dir()}/checkpoints (torchvision looks "
+                          f"there first), or train from scratch: pretrained: False and pretrained_backbone: False "
+                          f"(torchdistill 1.x: weights: null, weights_backbone: null).", key_path=key_path) from exc
 
 
 def configure_timm_distilled(model: nn.Module, eval_output: str = "mean_logits") -> nn.Module:

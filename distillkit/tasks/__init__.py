@@ -7,6 +7,8 @@ from ..registry import TASKS
 from .base import Task
 from .classification import ClassificationTask
 from . import detection  # noqa: F401,E402  (registers the detection task)
+from . import segmentation  # noqa: F401,E402  (registers the segmentation task)
+from . import coco  # noqa: F401,E402  (torchdistill's coco_dataset / cocodetect, for both dense tasks)
 
 
 def resolve_task(config, name=None) -> Task:

@@ -15,7 +15,6 @@ import torch
 from PIL import Image
 
 from ...errors import ConfigError
-from ...registry import register_dataset
 from .pycocotools_import import pycocotools
 from .transforms import DetectionCompose, ImageToTensor, RandomHorizontalFlip
 
@@ -113,29 +112,9 @@ def default_transforms(random_horizontal_flip=None, jpeg_quality=None) -> Detect
     return DetectionCompose(steps)
 
 
-def coco_dataset(img_dir_path, ann_file_path, annotated_only=False, random_horizontal_flip=None, is_segment=False,
-                 transforms=None, jpeg_quality=None):
-    """torchdistill's ``coco_dataset``: the detection dataset (``is_segment: True``: the semantic-segmentation
-    variant of distillkit.tasks.segmentation)."""
-    if is_segment:
-        try:
-            from ..segmentation import coco_dataset as segmentation
-        except ImportError as exc:
-            raise ConfigError("is_segment: True asks for COCO semantic segmentation, which this distillkit build "
-                              "lacks (distillkit.tasks.segmentation).", key_path="is_segment") from exc
-        return segmentation.coco_dataset(img_dir_path, ann_file_path, annotated_only, random_horizontal_flip,
-                                         is_segment, transforms, jpeg_quality)
+def coco_detection_dataset(img_dir_path, ann_file_path, annotated_only=False, random_horizontal_flip=None,
+                           transforms=None, jpeg_quality=None) -> CocoDetectionDataset:
+    """The detection form of torchdistill's ``coco_dataset`` (``is_segment: False``; see distillkit.tasks.coco)."""
     if transforms is None:
         transforms = default_transforms(random_horizontal_flip, jpeg_quality)
     return CocoDetectionDataset(img_dir_path, ann_file_path, transforms, annotated_only=annotated_only)
-
-
-@register_dataset("cocodetect", split_level_params=True)
-def cocodetect(images, annotations, annotated_only=False, random_horizontal_flip=None, is_segment=False,
-               transforms_params=None, jpeg_quality=None, transform=None):
-    """torchdistill 0.x's ``type: cocodetect`` split (``images``, ``annotations``, ... beside ``dataset_id``)."""
-    if transforms_params:
-        raise ConfigError("transforms_params of a cocodetect split is not supported: distillkit builds "
-                          "torchdistill's default detection transforms (random_horizontal_flip, jpeg_quality).",
-                          key_path="transforms_params")
-    return coco_dataset(images, annotations, annotated_only, random_horizontal_flip, is_segment, None, jpeg_quality)

@@ -20,7 +20,7 @@ from .collate import detection_collate
 from .pycocotools_import import pycocotools
 from .shapes import SHAPES_MODELS
 
-DETECTION_DATASET_KEYS = ("coco.dataset.coco_dataset", "distillkit.tasks.detection.coco_dataset.coco_dataset")
+DETECTION_DATASET_KEYS = ("coco.dataset.coco_dataset", "distillkit.tasks.coco.coco_dataset")
 DETECTION_COLLATE = ("coco_collate_fn",)
 
 
