@@ -26,6 +26,8 @@ from .engine.trainer import Trainer
 from .errors import DistillkitError
 from .experiment import build_experiment, build_shared, experiment_name, student_block
 from .models.checkpoint import load_checkpoint, load_model_weights
+from .multi.born_again import record_generation, restore_generations
+from .multi.groups import SideGroup, evaluate_side
 from .utils import seed_everything
 
 logger = logging.getLogger(__name__)
@@ -128,7 +130,7 @@ def train_from_config(config_path: str, *, overrides: Iterable[str] = (), device
         seed_everything(seed)
         if test_only:
             experiment = build_experiment(config, ctx, seed, scale_lr, for_training=False)
-            return _test(Trainer(experiment), experiment, student_only)
+            return _test((experiment.trainer_class or Trainer)(experiment), experiment, student_only)
         resume_path = None
         if resume:
             run_dir, resume_path = resolve_resume(resume, run_dir)
@@ -144,15 +146,18 @@ def train_from_config(config_path: str, *, overrides: Iterable[str] = (), device
         shared = build_shared(config, ctx)
         resume_state = load_checkpoint(resume_path, "resume checkpoint") if resume_path else None  # read once
         stages = range(first_stage(shared.run.stages, resume_state), len(shared.run.stages))
+        restore_generations(shared, resume_state, stages[0])
         for stage in stages:  # torchdistill's train.stage1, stage2, ...: one after the other on the same models
             experiment = build_experiment(config, ctx, seed, scale_lr, for_training=True, stage=stage, shared=shared)
-            trainer = Trainer(experiment, run_dir=run_dir, start_epoch=start_epoch, callbacks=callbacks)
+            trainer = (experiment.trainer_class or Trainer)(experiment, run_dir=run_dir, start_epoch=start_epoch,
+                                                            callbacks=callbacks)
             if resume_path and stage == stages[0]:
                 trainer.resume(resume_path, resume_state)
             student = trainer.fit(test=stage == stages[-1])
             if student.get("preempted"):
                 return {"preempted": True, "run_dir": run_dir}
             if stage != stages[-1]:
+                record_generation(shared, experiment)
                 experiment.close()
                 barrier(ctx)  # rank 0 wrote the files the next stage reads (FT's paraphraser, SSKD's head)
         results = {"student": student, **_test(trainer, experiment, student_only, student_done=True)}
@@ -187,7 +192,12 @@ def first_stage(stages, state: Optional[dict]) -> int:
 def _test(trainer: Trainer, experiment, student_only: bool, student_done: bool = False) -> Dict[str, object]:
     """The test results of the student (unless ``student_done``) and, unless ``student_only``, the teacher."""
     results = {} if student_done else {"student": trainer.test()}
-    if experiment.teacher is not None and not student_only and experiment.test_loader is not None:
+    if isinstance(experiment.teacher, SideGroup) and not student_only and experiment.test_loader is not None:
+        results["teachers"] = {name: evaluate_side(side, experiment.test_loader, experiment.ctx, experiment.amp)
+                               for name, side in experiment.teacher.members.items()}
+        for name, result in results["teachers"].items():
+            logger.info("teacher %s test: top-1 %.2f%%, top-5 %.2f%%", name, result["top1"], result["top5"])
+    elif experiment.teacher is not None and not student_only and experiment.test_loader is not None:
         results["teacher"] = trainer.evaluate(experiment.test_loader, side="teacher")
         logger.info("teacher test: top-1 %.2f%%, top-5 %.2f%%", results["teacher"]["top1"], results["teacher"]["top5"])
     return results

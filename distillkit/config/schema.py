@@ -189,6 +189,8 @@ class SideSettings(Section):
     find_unused_parameters: bool = setting("bool", False)
     sync_bn: bool = setting("bool", False)
     forward_proc: Optional[str] = setting("str")  # torchdistill's: how the batch reaches the model (model_side.py)
+    from_student_of_stage: Optional[int] = setting("int", min=1)  # a teacher: the final student of that stage
+    reinitialize: bool = setting("bool", False)  # a student: start this stage from fresh weights (born-again)
 
     def __post_init__(self):
         if self.auxiliary_model_wrapper is not None:
@@ -261,6 +263,9 @@ class TrainSettings(Section):
     teacher: SideSettings = setting(SideSettings, factory=SideSettings)
     student: SideSettings = setting(SideSettings, factory=SideSettings)
     model: Optional[SideSettings] = setting(SideSettings)  # torchdistill 0.x: the side of models.model
+    teachers: Optional[dict] = setting("mapping")  # {name: side block} of models.teachers (multi/groups.py)
+    students: Optional[dict] = setting("mapping")  # {name: side block} of models.students (multi/mutual.py)
+    born_again: Optional[dict] = setting("mapping")  # {generations, first}: expanded into stages (multi/born_again.py)
     optimizer: OptimizerSettings = setting(OptimizerSettings, required=True)
     scheduler: Optional[SchedulerSettings] = setting(SchedulerSettings)
     criterion: CriterionSettings = setting(CriterionSettings, required=True)
@@ -321,6 +326,9 @@ def stage_blocks(train: dict) -> List[Tuple[str, dict]]:
     """``[(key path, block)]`` of the training stages: ``train`` itself, or ``train.stage1``, ``train.stage2``, ...
     in order (torchdistill's multi-stage form).  A stage block is read with the keys written beside the stages
     (``train.log_freq``, ...) as its defaults, and a stage without loaders keeps the previous stage's."""
+    if train.get("born_again") is not None:
+        from ..multi.born_again import born_again_stages
+        train = born_again_stages(train)
     names = sorted((k for k in train if STAGE_KEY.match(str(k))), key=lambda k: int(STAGE_KEY.match(k).group(1)))
     if not names:
         return [("train", train)]
