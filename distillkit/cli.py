@@ -108,7 +108,10 @@ def train(args: argparse.Namespace) -> int:
               f"{shlex.join(command)}")
     elif results.get("student"):
         student = results["student"]
-        print(f"student test top-1 {student['top1']:.2f}% top-5 {student['top5']:.2f}%")
+        mean = " (mean of the students)" if "students" in student else ""
+        print(f"student test top-1{mean} {student['top1']:.2f}% top-5 {student['top5']:.2f}%")
+        for name, result in student.get("students", {}).items():  # models.students
+            print(f"  student {name}: top-1 {result['top1']:.2f}% top-5 {result['top5']:.2f}%")
     else:
         print("nothing was trained or tested (train.num_epochs is 0, or there is no test loader).")
     return 0
@@ -121,7 +124,9 @@ def run(args: argparse.Namespace) -> int:
         result = evaluate_from_config(args.config, ckpt=args.ckpt, teacher=args.teacher, overrides=args.overrides,
                                       device=args.device, strict=args.strict)
         if is_main_process():
-            print(f"top-1 {result['top1']:.2f}% top-5 {result['top5']:.2f}% on {result['count']} images")
+            for name, one in (result.items() if "top1" not in result else [("", result)]):  # one model, or each
+                print(f"{name + ': ' if name else ''}top-1 {one['top1']:.2f}% top-5 {one['top5']:.2f}% on "
+                      f"{one['count']} images")
         return 0
     if args.command == "check":
         print(check_config(args.config, args.overrides, args.device, seed=args.seed, strict=args.strict))

@@ -226,6 +226,8 @@ def evaluate_from_config(config_path: str, *, ckpt: Optional[str] = None, teache
         if side is None:
             raise DistillkitError(f"{config_path}: --teacher was given but the config declares no "
                                   f"models.teacher_model.")
+        if isinstance(side, SideGroup):
+            return _evaluate_members(config, experiment, side, teacher, ckpt)
         role = "teacher" if teacher else "student"
         if ckpt:
             load_model_weights(side.model, ckpt, what="--ckpt checkpoint")
@@ -247,3 +249,22 @@ def evaluate_from_config(config_path: str, *, ckpt: Optional[str] = None, teache
         return trainer.evaluate(experiment.test_loader or experiment.val_loader, "teacher" if teacher else "student")
     finally:
         cleanup()
+
+
+def _evaluate_members(config, experiment, group, teacher: bool, ckpt: Optional[str]) -> Dict[str, object]:
+    """``distillkit eval`` of models.teachers / models.students: each model with its own checkpoint, by name."""
+    role = "teachers" if teacher else "students"
+    loader = experiment.test_loader or experiment.val_loader
+    if ckpt or loader is None:
+        raise DistillkitError(f"--ckpt loads one model, and models.{role} has several (each loads its own ckpt); "
+                              f"run without --ckpt." if ckpt else "no test.test_data_loader (nor "
+                              "train.val_data_loader) to evaluate on.")
+    results = {}
+    for name, member in group.members.items():
+        settings = ModelSettings.parse(config["models"][role][name], f"models.{role}.{name}")
+        trained = None if teacher else settings.save_to
+        if trained and trained != settings.load_from and os.path.isfile(trained):  # dst_ckpt: the run's best
+            load_model_weights(member.model, trained, what=f"student checkpoint (models.students.{name}.dst_ckpt)")
+        results[name] = evaluate_side(member, loader, experiment.ctx, experiment.amp)
+        logger.info("%s %s: top-1 %.2f%%, top-5 %.2f%%", role[:-1], name, results[name]["top1"], results[name]["top5"])
+    return results

@@ -1,6 +1,7 @@
 """Runs with several teachers, mutual students and born-again generations: exact resume, the teacher cache,
 `distillkit check`, and torchrun (2 gloo processes) against one process."""
 import json
+import re
 
 import pytest
 import torch
@@ -37,7 +38,7 @@ MODEL = "{name: 'tiny_convnet_no_bn', params: {num_classes: 4}, ckpt: CKPT}"
 MULTI_TEACHER = DATA + f"""
 models:
   teachers: {{a: {MODEL.replace('CKPT', '')}, b: {MODEL.replace('CKPT', 'teacher_b.pt')}}}
-  student_model: {MODEL.replace('CKPT', '')}
+  student_model: {MODEL.replace('CKPT', '').replace('4}', '4, seed: 9}')}
 train:{TRAIN}
   teachers: {{a: {{forward_hook: {{output: ['4']}}}}}}
   student: {{forward_hook: {{output: ['4']}}}}
@@ -192,8 +193,8 @@ def test_born_again_resumes_exactly_across_generations(in_tmp, stop_after, monke
 
 def test_check_shows_every_teacher_and_student(in_tmp, teacher_b):
     report = check_config(write(in_tmp, MULTI_TEACHER), device="cpu")
-    assert "teacher a   Sequential  output: 4" in report and "teacher b   Sequential  (no hooks)" in report
-    assert "student     Sequential  output: 4" in report
+    assert "teacher a  Sequential  output: 4" in report and "teacher b  Sequential  (no hooks)" in report
+    assert re.search(r"student +Sequential +output: 4", report) and re.search(r"teacher a +4 +output +\(8, 4\)", report)
     report = check_config(write(in_tmp, DML, name="dml.yaml"), device="cpu")
     assert "student a  Sequential  (no hooks)" in report and "student b  Sequential  output: 0" in report
     assert "b/org" in report
