@@ -201,13 +201,16 @@ def test_check_shows_every_teacher_and_student(in_tmp, teacher_b):
 
 
 @pytest.mark.parametrize("mode", ["multi_teacher", "dml", "born_again"])
-def test_two_processes_reach_the_weights_of_one(in_tmp, teacher_b, mode):
+def test_two_processes_reach_the_weights_of_one(in_tmp, teacher_b, mode, monkeypatch):
     text = {"multi_teacher": MULTI_TEACHER, "dml": DML, "born_again": BORN_AGAIN}[mode]
-    train_from_config(write(in_tmp, text, epochs=1, batch=8, random=False), device="cpu", run_dir="one")
+    for folder in ("one", "two"):  # each run its own ckpt files
+        (in_tmp / folder).mkdir()
+    monkeypatch.chdir(in_tmp / "one")
+    train_from_config(write(in_tmp, text, epochs=1, batch=8, random=False), device="cpu", run_dir="run")
     two = torchrun(2, "train", write(in_tmp, text, epochs=1, batch=4, random=False, name="two.yaml"),
-                   "--run-dir", "two", "--device", "cpu", cwd=in_tmp)
+                   "--run-dir", "run", "--device", "cpu", cwd=in_tmp / "two")
     assert two.returncode == 0, two.stderr[-3000:]
-    single = torch.load(in_tmp / "one" / "checkpoints" / "last.pt", weights_only=True)["model"]
-    double = torch.load(in_tmp / "two" / "checkpoints" / "last.pt", weights_only=True)["model"]
+    single = torch.load(in_tmp / "one" / "run" / "checkpoints" / "last.pt", weights_only=True)["model"]
+    double = torch.load(in_tmp / "two" / "run" / "checkpoints" / "last.pt", weights_only=True)["model"]
     for key in single:
         torch.testing.assert_close(double[key], single[key], rtol=1e-4, atol=1e-5)
