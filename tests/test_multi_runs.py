@@ -8,21 +8,9 @@ import torch
 
 from distillkit.runner import train_from_config
 from distillkit.tools.check import check_config
-from tests.test_distributed import torchrun
+from tests.test_distributed import CONFIG, torchrun
 
-DATA = """
-imports: ['tests.dist_plugin']
-datasets:
-  fake:
-    type: 'FakeData'
-    splits:
-      train:
-        dataset_id: 'fake/train'
-        params: {size: 32, image_size: [3, 8, 8], num_classes: 4, transform_params: [{type: 'ToTensor'}]}
-      val:
-        dataset_id: 'fake/val'
-        params: {size: 16, image_size: [3, 8, 8], num_classes: 4, random_offset: 1000,
-                 transform_params: [{type: 'ToTensor'}]}
+DATA = CONFIG[:CONFIG.index("models:")].replace("size: 48", "size: 32").replace("size: 33", "size: 16") + """
 test:
   test_data_loader: {dataset_id: 'fake/val', random_sample: False, batch_size: 8, num_workers: 0}
 """
