@@ -117,7 +117,10 @@ def train(args: argparse.Namespace) -> int:
               f"{shlex.join(command)}")
     elif results.get("student"):
         student = results["student"]
-        print(f"student test {summarize(student)}")
+        mean = " (the mean of the students)" if "students" in student else ""
+        print(f"student test {summarize(student)}{mean}")
+        for name, result in student.get("students", {}).items():  # models.students
+            print(f"  student {name}: {summarize(result)}")
     else:
         print("nothing was trained or tested (train.num_epochs is 0, or there is no test loader).")
     return 0
@@ -130,7 +133,9 @@ def run(args: argparse.Namespace) -> int:
         result = evaluate_from_config(args.config, ckpt=args.ckpt, teacher=args.teacher, overrides=args.overrides,
                                       device=args.device, strict=args.strict)
         if is_main_process():
-            print(summarize(result))
+            each = bool(result) and all(isinstance(v, dict) for v in result.values())  # several models: each
+            for name, one in (result.items() if each else [("", result)]):
+                print(f"{name + ': ' if name else ''}{summarize(one)}")
         return 0
     if args.command == "check":
         print(check_config(args.config, args.overrides, args.device, seed=args.seed, strict=args.strict))

@@ -21,7 +21,7 @@ from .data import build_datasets, build_loader
 from .data.replay import ReplayPlan
 from .engine.amp import AmpSettings
 from .engine.best import BestMetric
-from .engine.distributed import DistContext, wrap_side
+from .engine.distributed import DistContext
 from .engine.optim import build_optimizer, build_scheduler, module_wise_groups
 from .engine.recipe import build_ema, build_mixup
 from .engine.speed import SpeedSettings
@@ -30,6 +30,10 @@ from .errors import ConfigError
 from .losses import build_criterion
 from .model_side import ModelSide, NoTeacher
 from .models import build_model, load_model_weights
+from .multi.born_again import generation_teacher, reinitialize
+from .multi.groups import SideGroup, member_settings, model_sides, wrap_any
+from .multi.mutual import MutualLoss, check_mutual, group_optimizers
+from .multi.mutual_trainer import MutualTrainer
 from .plugins import import_modules, load_entry_point_plugins
 from .tasks import ClassificationTask, Task, resolve_task
 
@@ -64,6 +68,11 @@ class Experiment:
     stage: int = 0  # the training stage (train.stage<N>, N = stage + 1) this experiment is
     num_stages: int = 1
     epoch_offset: int = 0  # the epochs of the earlier stages: this stage's epochs are numbered after them
+    trainer_class: Optional[type] = None  # the Trainer subclass this experiment needs (None: Trainer)
+    fresh_student: bool = False  # the student starts this stage from fresh weights (born-again)
+    generations: dict = field(default_factory=dict)  # {stage: final student weights} later stages learn from
+    student_ckpts: dict = field(default_factory=dict)  # models.students: {name: where its best weights go}
+    student_bests: dict = field(default_factory=dict)  # models.students: {name: BestMetric of its ckpt file}
 
     @property
     def multi_stage(self) -> bool:
@@ -71,9 +80,8 @@ class Experiment:
 
     def close(self) -> None:
         """Remove this stage's hooks from the shared models (the next stage hooks them anew)."""
-        for side in (self.student, self.teacher):
-            if side is not None:
-                side.capture.remove()
+        for side in list(model_sides(self.student).values()) + list(model_sides(self.teacher).values()):
+            side.capture.remove()
 
     @property
     def num_epochs(self) -> int:
@@ -99,8 +107,12 @@ class Experiment:
 
 
 def student_block(config: dict):
-    """``(key path, block)`` of the trained model: models.student_model, else models.model."""
+    """``(key path, block)`` of the trained model: models.student_model, else models.model (models.students: the
+    first student)."""
     models = config["models"]
+    if "students" in models:
+        name = next(iter(models["students"]))
+        return f"models.students.{name}", models["students"][name]
     return ("models.student_model", models["student_model"]) if "student_model" in models \
         else ("models.model", models["model"])
 
@@ -142,10 +154,11 @@ class SharedParts:
     """What every stage of a run uses: the settings, the datasets and the models (built once)."""
     run: RunSettings
     datasets: dict
-    student_model: nn.Module
-    teacher_model: Optional[nn.Module] = None
-    stored: object = None  # what the student's ckpt file held when the run started
+    student_model: nn.Module  # models.students: {name: model}
+    teacher_model: Optional[nn.Module] = None  # models.teachers: {name: model}
+    stored: object = None  # what the student's ckpt file held when the run started (models.students: per name)
     task: Task = field(default_factory=ClassificationTask)
+    generations: dict = field(default_factory=dict)  # {stage: its final student weights}: born-again teachers
 
 
 def build_shared(config, ctx: DistContext) -> SharedParts:
@@ -157,14 +170,21 @@ def build_shared(config, ctx: DistContext) -> SharedParts:
         import_modules(run.imports, search_dir=config_dir)
         task = resolve_task(config, run.task)
         datasets = build_datasets(config)
-        teacher_model = None
-        if config["models"].get("teacher_model"):
-            teacher_model, _ = build_model_with_ckpt(config["models"]["teacher_model"], "models.teacher_model",
-                                                     "teacher")
+        models, teacher_model = config["models"], None
+        if models.get("teachers"):  # each teacher loads its own checkpoint; errors name models.teachers.<name>
+            teacher_model = {name: build_model_with_ckpt(block, f"models.teachers.{name}", "teacher")[0].to(ctx.device)
+                             for name, block in models["teachers"].items()}
+        elif models.get("teacher_model"):
+            teacher_model = build_model_with_ckpt(models["teacher_model"], "models.teacher_model", "teacher")[0] \
+                .to(ctx.device)
+        if models.get("students"):
+            built = {name: build_model_with_ckpt(block, f"models.students.{name}", "student")
+                     for name, block in models["students"].items()}
+            return SharedParts(run, datasets, {name: model.to(ctx.device) for name, (model, _) in built.items()},
+                               teacher_model, {name: stored for name, (_, stored) in built.items()}, task)
         student_path, block = student_block(config)
         student_model, stored = build_model_with_ckpt(block, student_path, "student")
-        return SharedParts(run, datasets, student_model.to(ctx.device),
-                           teacher_model.to(ctx.device) if teacher_model is not None else None, stored, task)
+        return SharedParts(run, datasets, student_model.to(ctx.device), teacher_model, stored, task)
 
 
 @contextlib.contextmanager
@@ -193,36 +213,53 @@ def _build(config, ctx: DistContext, seed: int, scale_lr: Optional[bool], for_tr
     train = run.stages[stage]
     loader_options = dict(rank=ctx.rank, world_size=ctx.world_size, seed=seed, pin_memory=ctx.device.type == "cuda",
                           collate=shared.task.collate)
-    teacher = None
-    if shared.teacher_model is not None:
-        teacher = ModelSide(shared.teacher_model, train.teacher, is_teacher=True,
-                            default_forward_proc=shared.task.default_forward_proc).to(ctx.device)
+    forward_proc = shared.task.default_forward_proc
+    teacher, criterion_path = None, f"{train.key_path}.criterion"
+    born_again_teacher = generation_teacher(shared, train, stage, for_training)
+    if isinstance(shared.teacher_model, dict):
+        teacher = _group(shared.teacher_model, train.teacher, train.teachers, f"{train.key_path}.teachers", True) \
+            .to(ctx.device)
+    elif shared.teacher_model is not None or born_again_teacher is not None:
+        teacher = ModelSide(born_again_teacher if born_again_teacher is not None else shared.teacher_model,
+                            train.teacher, is_teacher=True, default_forward_proc=forward_proc).to(ctx.device)
     student_path, block = student_block(config)
     side_settings = train.model if train.model is not None and "student" not in train.raw else train.student
-    student = ModelSide(shared.student_model, side_settings, is_teacher=False,
-                        default_forward_proc=shared.task.default_forward_proc).to(ctx.device)
-    criterion = build_criterion(train.criterion.raw, f"{train.key_path}.criterion").to(ctx.device)
+    if isinstance(shared.student_model, dict):  # deep mutual learning
+        check_mutual(train, teacher)
+        student = _group(shared.student_model, side_settings, train.students, f"{train.key_path}.students", False) \
+            .to(ctx.device)
+        criterion = MutualLoss(train.criterion.raw, criterion_path, student.names).to(ctx.device)
+    else:
+        if side_settings.reinitialize:
+            reinitialize(shared.student_model, block, student_path, seed, stage)
+        student = ModelSide(shared.student_model, side_settings, is_teacher=False,
+                            default_forward_proc=forward_proc).to(ctx.device)
+        criterion = build_criterion(train.criterion.raw, criterion_path,
+                                    teachers=teacher.names if isinstance(teacher, SideGroup) else None).to(ctx.device)
     exp = Experiment(config=config, settings=train, ctx=ctx, student=student, criterion=criterion, teacher=teacher,
-                     student_ckpt=ModelSettings.parse(block, student_path).save_to, name=experiment_name(config),
+                     student_ckpt=None if isinstance(student, SideGroup) else ModelSettings.parse(
+                         block, student_path).save_to, name=experiment_name(config),
                      amp=AmpSettings.from_settings(train, ctx.device), speed=SpeedSettings.from_settings(train),
                      stage=stage, num_stages=len(run.stages), task=shared.task,
-                     epoch_offset=sum(s.num_epochs for s in run.stages[:stage]))
-    for side in (exp.student, exp.teacher):
-        if side is not None:
-            exp.speed.prepare_side(side)
+                     epoch_offset=sum(s.num_epochs for s in run.stages[:stage]),
+                     fresh_student=side_settings.reinitialize, generations=shared.generations)
+    if isinstance(student, SideGroup):
+        _per_student_checkpoints(exp, config, shared.stored)
+    for side in list(model_sides(exp.student).values()) + list(model_sides(exp.teacher).values()):
+        exp.speed.prepare_side(side)
     exp.test_loader = build_loader(run.test.test_data_loader, datasets, training=False, **loader_options) \
         if run.test.test_data_loader else None
     exp.val_loader = build_loader(train.val_data_loader, datasets, training=False, **loader_options) \
         if train.val_data_loader else None
-    exp.student_ckpt_best = _stored_best(exp.new_best_metric(), shared.stored)
+    exp.student_ckpt_best = _stored_best(exp.new_best_metric(), None if exp.student_ckpts else shared.stored)
     if not for_training:
         return exp
     plan = replay_plan(config, datasets, train.train_data_loader.dataset_id) if train.teacher_cache else None
     exp.train_loader = build_loader(train.train_data_loader, datasets, training=True, replay_plan=plan,
                                     **loader_options)
-    exp.student_module = wrap_side(student, ctx, side_settings)
+    exp.student_module = wrap_any(student, ctx, side_settings)
     if teacher is not None:
-        exp.teacher_module = wrap_side(teacher, ctx, train.teacher)
+        exp.teacher_module = wrap_any(teacher, ctx, train.teacher)
         exp.teacher_forward = exp.teacher_module
     trainable = [p for side in (student, teacher) if side is not None for p in side.parameters() if p.requires_grad]
     scale = (train.scale_lr or train.adjust_lr) if scale_lr is None else scale_lr
@@ -231,13 +268,17 @@ def _build(config, ctx: DistContext, seed: int, scale_lr: Optional[bool], for_tr
     if train.adjust_lr:
         logger.warning("train.adjust_lr is read as train.scale_lr (the learning rate x the world size); note that "
                        "the runner's -adjust_lr flag, as in TaT's scripts, does not scale.")
-    exp.optimizer = build_optimizer(train.optimizer, trainable, ctx.world_size, scale)
+    if isinstance(student, SideGroup):  # one optimizer and scheduler per student
+        exp.optimizer, exp.scheduler = group_optimizers(train, student, ctx.world_size, scale, len(exp.train_loader))
+    else:
+        exp.optimizer = build_optimizer(train.optimizer, trainable, ctx.world_size, scale)
     base_lr = train.optimizer.params.get("lr")
     if base_lr is not None:
         logger.info("learning rate %.6g%s", exp.optimizer.param_groups[0]["lr"],
                     f" (base {base_lr} x world size {ctx.world_size}: --scale-lr / train.scale_lr)" if scale else
                     f" (as written, not scaled by the world size {ctx.world_size}; --scale-lr scales it)")
-    exp.scheduler = build_scheduler(train.scheduler, exp.optimizer, train.num_epochs, len(exp.train_loader))
+    if not isinstance(student, SideGroup):
+        exp.scheduler = build_scheduler(train.scheduler, exp.optimizer, train.num_epochs, len(exp.train_loader))
     exp.mixup = build_mixup(train.mixup)
     if exp.mixup is not None and not exp.task.supports_mixup:
         raise ConfigError(f"train.mixup mixes image-level labels; the {exp.task.name} task has none: remove it.",
@@ -249,6 +290,22 @@ def _build(config, ctx: DistContext, seed: int, scale_lr: Optional[bool], for_tr
                                          len(exp.train_loader.dataset), ctx, weights_fingerprint(teacher.root))
         exp.teacher_forward = CachedTeacher(exp.teacher_module, exp.teacher_cache)
     return exp
+
+
+def _group(models: dict, defaults, blocks, key_path: str, is_teacher: bool) -> SideGroup:
+    """The side of ``models.teachers`` / ``models.students``: one ModelSide per name, its settings
+    ``<key_path>.<name>`` over the common side block."""
+    settings = member_settings(list(models), defaults, blocks, key_path)
+    return SideGroup({name: ModelSide(model, settings[name], is_teacher=is_teacher)
+                      for name, model in models.items()}, is_teacher, settings)
+
+
+def _per_student_checkpoints(exp: Experiment, config, stored: dict) -> None:
+    """Deep mutual learning: where each student's best weights go, and the best already stored there."""
+    exp.trainer_class = MutualTrainer
+    for name, block in config["models"]["students"].items():
+        exp.student_ckpts[name] = ModelSettings.parse(block, f"models.students.{name}").save_to
+        exp.student_bests[name] = _stored_best(BestMetric(f"val_{exp.task.primary}/{name}", "max"), stored.get(name))
 
 
 def _stored_best(best: BestMetric, stored) -> BestMetric:

@@ -28,6 +28,9 @@ from .engine.trainer import Trainer
 from .errors import DistillkitError
 from .experiment import build_experiment, build_shared, experiment_name, located, student_block
 from .models.checkpoint import load_checkpoint, load_model_weights
+from .multi.born_again import record_generation, restore_generations
+from .engine.evaluate import evaluate_side
+from .multi.groups import SideGroup
 from .utils import seed_everything
 
 logger = logging.getLogger(__name__)
@@ -135,7 +138,7 @@ def train_from_config(config_path: str, *, overrides: Iterable[str] = (), device
         seed_everything(seed)
         if test_only:
             experiment = build_experiment(config, ctx, seed, scale_lr, for_training=False)
-            return _test(Trainer(experiment), experiment, student_only)
+            return _test((experiment.trainer_class or Trainer)(experiment), experiment, student_only)
         resume_path = None
         if resume:
             run_dir, resume_path = resolve_resume(resume, run_dir)
@@ -154,10 +157,11 @@ def train_from_config(config_path: str, *, overrides: Iterable[str] = (), device
         shared = build_shared(config, ctx)
         resume_state = load_checkpoint(resume_path, "resume checkpoint") if resume_path else None  # read once
         stages = range(first_stage(shared.run.stages, resume_state), len(shared.run.stages))
+        restore_generations(shared, resume_state, stages[0])
         for stage in stages:  # torchdistill's train.stage1, stage2, ...: one after the other on the same models
             experiment = build_experiment(config, ctx, seed, scale_lr, for_training=True, stage=stage, shared=shared)
-            trainer = Trainer(experiment, run_dir=run_dir, start_epoch=start_epoch, callbacks=callbacks,
-                              trackers=trackers)
+            trainer = (experiment.trainer_class or Trainer)(experiment, run_dir=run_dir, start_epoch=start_epoch,
+                                                            callbacks=callbacks, trackers=trackers)
             if resume_path and stage == stages[0]:
                 trainer.resume(resume_path, resume_state)
             student = trainer.fit(test=stage == stages[-1])
@@ -165,6 +169,7 @@ def train_from_config(config_path: str, *, overrides: Iterable[str] = (), device
                 failed = False
                 return {"preempted": True, "run_dir": run_dir}
             if stage != stages[-1]:
+                record_generation(shared, experiment)
                 experiment.close()
                 barrier(ctx)  # rank 0 wrote the files the next stage reads (FT's paraphraser, SSKD's head)
         results = {"student": student, **_test(trainer, experiment, student_only, student_done=True)}
@@ -202,7 +207,13 @@ def first_stage(stages, state: Optional[dict]) -> int:
 def _test(trainer: Trainer, experiment, student_only: bool, student_done: bool = False) -> Dict[str, object]:
     """The test results of the student (unless ``student_done``) and, unless ``student_only``, the teacher."""
     results = {} if student_done else {"student": trainer.test()}
-    if experiment.teacher is not None and not student_only and experiment.test_loader is not None:
+    if isinstance(experiment.teacher, SideGroup) and not student_only and experiment.test_loader is not None:
+        results["teachers"] = {name: evaluate_side(side, experiment.test_loader, experiment.ctx, experiment.amp,
+                                                   experiment.task)
+                               for name, side in experiment.teacher.members.items()}
+        for name, result in results["teachers"].items():
+            logger.info("teacher %s test: top-1 %.2f%%, top-5 %.2f%%", name, result["top1"], result["top5"])
+    elif experiment.teacher is not None and not student_only and experiment.test_loader is not None:
         results["teacher"] = trainer.evaluate(experiment.test_loader, side="teacher")
         logger.info("teacher test: %s", experiment.task.summary(results["teacher"]))
     return results
@@ -231,6 +242,8 @@ def evaluate_from_config(config_path: str, *, ckpt: Optional[str] = None, teache
         if side is None:
             raise DistillkitError(f"{config_path}: --teacher was given but the config declares no "
                                   f"models.teacher_model.")
+        if isinstance(side, SideGroup):
+            return _evaluate_members(config, experiment, side, teacher, ckpt)
         role = "teacher" if teacher else "student"
         if ckpt:
             load_model_weights(side.model, ckpt, what="--ckpt checkpoint")
@@ -252,3 +265,22 @@ def evaluate_from_config(config_path: str, *, ckpt: Optional[str] = None, teache
         return trainer.evaluate(experiment.test_loader or experiment.val_loader, "teacher" if teacher else "student")
     finally:
         cleanup()
+
+
+def _evaluate_members(config, experiment, group, teacher: bool, ckpt: Optional[str]) -> Dict[str, object]:
+    """``distillkit eval`` of models.teachers / models.students: each model with its own checkpoint, by name."""
+    role = "teachers" if teacher else "students"
+    loader = experiment.test_loader or experiment.val_loader
+    if ckpt or loader is None:
+        raise DistillkitError(f"--ckpt loads one model, and models.{role} has several (each loads its own ckpt); "
+                              f"run without --ckpt." if ckpt else "no test.test_data_loader (nor "
+                              "train.val_data_loader) to evaluate on.")
+    results = {}
+    for name, member in group.members.items():
+        settings = ModelSettings.parse(config["models"][role][name], f"models.{role}.{name}")
+        trained = None if teacher else settings.save_to
+        if trained and trained != settings.load_from and os.path.isfile(trained):  # dst_ckpt: the run's best
+            load_model_weights(member.model, trained, what=f"student checkpoint (models.students.{name}.dst_ckpt)")
+        results[name] = evaluate_side(member, loader, experiment.ctx, experiment.amp, experiment.task)
+        logger.info("%s %s: top-1 %.2f%%, top-5 %.2f%%", role[:-1], name, results[name]["top1"], results[name]["top5"])
+    return results

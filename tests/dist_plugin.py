@@ -8,8 +8,8 @@ from distillkit import register_loss, register_model
 
 
 @register_model
-def tiny_convnet_no_bn(num_classes: int = 4):
-    torch.manual_seed(7)  # same initial weights in every process and every run
+def tiny_convnet_no_bn(num_classes: int = 4, seed: int = 7):
+    torch.manual_seed(seed)  # same initial weights in every process and every run
     return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
                          nn.Linear(32, num_classes))
 

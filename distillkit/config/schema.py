@@ -13,10 +13,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
+from .born_again import STAGE_KEY, born_again_stages
 from ..errors import ConfigError, nearest_names
 from .paths import join_path
 
@@ -208,6 +208,8 @@ class SideSettings(Section):
     find_unused_parameters: bool = setting("bool", False)
     sync_bn: bool = setting("bool", False)
     forward_proc: Optional[str] = setting("str")  # torchdistill's: how the batch reaches the model (model_side.py)
+    from_student_of_stage: Optional[int] = setting("int", min=1)  # a teacher: the final student of that stage
+    reinitialize: bool = setting("bool", False)  # a student: start this stage from fresh weights (born-again)
 
     def __post_init__(self):
         if self.auxiliary_model_wrapper is not None:
@@ -280,6 +282,9 @@ class TrainSettings(Section):
     teacher: SideSettings = setting(SideSettings, factory=SideSettings)
     student: SideSettings = setting(SideSettings, factory=SideSettings)
     model: Optional[SideSettings] = setting(SideSettings)  # torchdistill 0.x: the side of models.model
+    teachers: Optional[dict] = setting("mapping")  # {name: side block} of models.teachers (multi/groups.py)
+    students: Optional[dict] = setting("mapping")  # {name: side block} of models.students (multi/mutual.py)
+    born_again: Optional[dict] = setting("mapping")  # {generations, first}: expanded into stages (multi/born_again.py)
     optimizer: OptimizerSettings = setting(OptimizerSettings, required=True)
     scheduler: Optional[SchedulerSettings] = setting(SchedulerSettings)
     criterion: CriterionSettings = setting(CriterionSettings, required=True)
@@ -336,7 +341,6 @@ class RunSettings(Section):
         return settings
 
 
-STAGE_KEY = re.compile(r"^stage([1-9][0-9]*)$")
 INHERITED_BY_STAGES = ("train_data_loader", "val_data_loader")
 
 
@@ -344,6 +348,8 @@ def stage_blocks(train: dict) -> List[Tuple[str, dict]]:
     """``[(key path, block)]`` of the training stages: ``train`` itself, or ``train.stage1``, ``train.stage2``, ...
     in order (torchdistill's multi-stage form).  A stage block is read with the keys written beside the stages
     (``train.log_freq``, ...) as its defaults, and a stage without loaders keeps the previous stage's."""
+    if train.get("born_again") is not None:
+        train = born_again_stages(train)
     names = sorted((k for k in train if STAGE_KEY.match(str(k))), key=lambda k: int(STAGE_KEY.match(k).group(1)))
     if not names:
         return [("train", train)]

@@ -9,23 +9,43 @@ nearest valid names.
 from __future__ import annotations
 
 from ..errors import ConfigError, nearest_names
+from ..members import check_names
 from ..utils import LazyTag
 from .paths import join_path
 from .schema import ModelSettings, RunSettings
 
-MODEL_ROLES = ("teacher_model", "student_model", "model")
+MODEL_ROLES = ("teacher_model", "student_model", "model", "teachers", "students")
+GROUPS = {"teachers": ("teacher_model", 1), "students": ("student_model", 2)}  # role: (its single form, fewest)
+
+
+def _check_group(models: dict, role: str, unknown: str) -> None:
+    """``models.teachers`` / ``models.students``: ``{name: model block}``, not beside the single form."""
+    single, fewest = GROUPS[role]
+    block = models[role]
+    if not isinstance(block, dict) or len(block) < fewest:
+        raise ConfigError(f"expected a mapping of at least {fewest} named model(s) {{name: {{name, params, ckpt}}}}, "
+                          f"found {block!r}.", key_path=f"models.{role}")
+    if single in models or (role == "students" and "model" in models):
+        raise ConfigError(f"models.{role} and models.{single} are both given: declare the models one way.",
+                          key_path=f"models.{role}")
+    check_names(block, f"models.{role}")
+    for name, model in block.items():
+        ModelSettings.parse(model, f"models.{role}.{name}", unknown)
 
 
 def _check_models(models: dict, unknown: str) -> None:
-    if "student_model" not in models and "model" not in models:
+    if "student_model" not in models and "model" not in models and "students" not in models:
         raise ConfigError("no model to train: declare models.student_model (or models.model).",
                           key_path="models", candidates=nearest_names("student_model", models.keys(), n=3))
     for name, block in models.items():
         if name not in MODEL_ROLES:
-            raise ConfigError(f"unknown model role {name!r}; models are teacher_model, student_model "
-                              f"(or model for training alone).", key_path=join_path("models", name),
+            raise ConfigError(f"unknown model role {name!r}; models are teacher_model (or teachers), student_model "
+                              f"(or students; model for training alone).", key_path=join_path("models", name),
                               candidates=nearest_names(name, MODEL_ROLES, n=2))
-        ModelSettings.parse(block, f"models.{name}", unknown)
+        if name in GROUPS:
+            _check_group(models, name, unknown)
+        else:
+            ModelSettings.parse(block, f"models.{name}", unknown)
 
 
 def _check_datasets(datasets: dict) -> None:

@@ -125,6 +125,8 @@ def run_state(exp, step: OptimizerStep, epoch: int, global_step: int, best: Best
         state["model_ema"] = exp.ema.module.state_dict()
     if exp.teacher is not None and exp.teacher.trainable:
         state["teacher_side"] = exp.teacher.state_dict()
+    if getattr(exp, "generations", None):  # born-again: the earlier generations' students, teachers of later ones
+        state["generations"] = exp.generations
     if pending is not None:
         state["epoch_in_progress"] = epoch + 1
         state.update({f.name: getattr(pending, f.name) for f in fields(PendingResume)
@@ -143,7 +145,8 @@ def restore_run_state(path: str, exp, step: OptimizerStep, best: BestMetric,
                               f"(no {', '.join(missing)}); give a checkpoints/last.pt or epoch_NNNN.pt file.")
     same_stage = int(state.get("stage", 0)) == exp.stage
     if not same_stage:  # the end of an earlier stage: this stage starts afresh (its own optimizer, loaders)
-        exp.student.model.load_state_dict(state["model"])
+        if not getattr(exp, "fresh_student", False):  # a born-again generation keeps its fresh weights
+            exp.student.model.load_state_dict(state["model"])
     else:
         exp.student.load_state_dict(state["student_side"])
         if "teacher_side" in state and exp.teacher is not None:

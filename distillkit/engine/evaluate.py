@@ -33,3 +33,15 @@ def evaluate(forward: Callable, loader, ctx: DistContext, amp=None) -> Dict[str,
     count = max(totals[2].item(), 1.0)
     return {"top1": 100.0 * totals[0].item() / count, "top5": 100.0 * totals[1].item() / count,
             "count": int(totals[2].item())}
+
+
+def evaluate_side(side, loader, ctx: DistContext, amp, task) -> Dict[str, float]:
+    """``task``'s metrics of one ModelSide's whole model (as torchdistill: not the ``sequential`` part a stage
+    trains), in eval mode; the side's training mode is restored after."""
+    was_training = side.training
+    side.eval()
+    side.model.eval()
+    result = task.evaluate(side.model, loader, ctx, amp)
+    side.model.train(was_training)
+    side.train(was_training)
+    return result

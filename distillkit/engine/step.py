@@ -90,7 +90,10 @@ def step_scheduler(scheduler, count: int, per_iteration: bool, metric=None) -> N
     ``step_update`` per iteration); any other scheduler is stepped once."""
     if scheduler is None:
         return
-    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+    if hasattr(scheduler, "schedulers"):  # one per student (deep mutual learning: multi/mutual.py)
+        for member in scheduler.schedulers.values():
+            step_scheduler(member, count, per_iteration, metric)
+    elif isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
         scheduler.step(metric() if callable(metric) else metric)
     elif hasattr(scheduler, "step_update"):  # timm
         if per_iteration:

@@ -12,6 +12,9 @@ log-mean-exp of what they were, so the top-k probabilities are exact and the rem
 probability mass is spread evenly over the remaining classes.  Recording and replaying
 runs both train on this reconstruction, so a replayed step equals the recorded one;
 ``top_k`` >= the number of classes (or ``null``) keeps the exact logits.
+
+With several teachers (``models.teachers``) the record holds every teacher's logits, each compressed on its
+own (``values/<name>``, ...), and replays them as ``{name: logits}``.
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ import torch
 
 from ..data.samplers import ReplaySampler
 from ..errors import ConfigError, DistillkitError
+from ..members import TeacherOutputs
 from ..models.checkpoint import load_checkpoint, save_atomic
 
 logger = logging.getLogger(__name__)
@@ -68,8 +72,8 @@ class TeacherCache:
                      "top_k": top_k, "teacher": teacher}
         self.ctx = ctx
         self.record = None  # the replayed epoch's tensors (on the device)
-        self.buffers = {"index": [], "params": [], "values": [], "indices": [], "rest": []}
-        self.classes = None
+        self.buffers = {"index": [], "params": []}
+        self.classes = None  # {teacher name ('' for one teacher): number of classes}
         self.complete = True
 
     def path(self, epoch: int, rank: int) -> str:
@@ -83,8 +87,7 @@ class TeacherCache:
         """Replay ``epoch`` when every rank's record exists, else record it."""
         paths = [self.path(epoch, r) for r in range(self.ctx.world_size)]
         present = [p for p in paths if os.path.isfile(p)]
-        for key in self.buffers:
-            self.buffers[key] = []
+        self.buffers = {"index": [], "params": []}
         self.complete = not resumed_inside
         if not present:
             self.record, sampler.rows = None, None
@@ -110,8 +113,8 @@ class TeacherCache:
                                   f"{', '.join(changed)} ({details}); replaying it would not give this run's views "
                                   f"and teacher outputs. Point train.teacher_cache.dir at a new folder, or delete "
                                   f"this one.{decoder}")
-        self.classes = int(record["classes"])
-        self.record = {k: record[k].to(self.ctx.device) for k in ("values", "indices", "rest")}
+        self.classes = record["classes"] if isinstance(record["classes"], dict) else {"": int(record["classes"])}
+        self.record = {k: v.to(self.ctx.device) for k, v in record.items() if k.split("/")[0] in LOGIT_KEYS}
         sampler.rows = [(int(i), p.tolist(), row) for row, (i, p) in enumerate(zip(record["index"], record["params"]))]
         logger.info("teacher cache: replaying epoch %d from %s (no teacher forward)", epoch, self.directory)
 
@@ -119,17 +122,30 @@ class TeacherCache:
         """The teacher logits the loss sees: replayed from the record, or computed, recorded and compressed."""
         if self.replaying:
             rows = extras["row"].to(self.ctx.device, non_blocking=True)
-            return expand_logits(*(self.record[k][rows] for k in ("values", "indices", "rest")), self.classes)
+            return self._named({name: expand_logits(*(self.record[_key(k, name)][rows]
+                                                                        for k in LOGIT_KEYS), classes)
+                                                  for name, classes in self.classes.items()})
         logits = run_teacher()
-        if not (isinstance(logits, torch.Tensor) and logits.dim() == 2):
-            raise DistillkitError(f"train.teacher_cache stores class logits of shape (batch, classes); the teacher "
-                                  f"returned {type(logits).__name__} {tuple(getattr(logits, 'shape', ()))}.")
-        self.classes = logits.shape[1]
-        values, indices, rest = compress_logits(logits, self.top_k)
-        for key, value in (("index", extras["index"]), ("params", extras["params"]), ("values", values),
-                           ("indices", indices), ("rest", rest)):
-            self.buffers[key].append(value)
-        return expand_logits(values, indices, rest, self.classes).to(logits.dtype)
+        named = logits if isinstance(logits, dict) else {"": logits}
+        self.classes, replayed = {}, {}
+        for name, value in named.items():
+            if not (isinstance(value, torch.Tensor) and value.dim() == 2):
+                raise DistillkitError(f"train.teacher_cache stores class logits of shape (batch, classes); the "
+                                      f"teacher{' ' + repr(name) if name else ''} returned {type(value).__name__} "
+                                      f"{tuple(getattr(value, 'shape', ()))}.")
+            self.classes[name] = value.shape[1]
+            compressed = compress_logits(value, self.top_k)
+            for key, part in zip(LOGIT_KEYS, compressed):
+                self.buffers.setdefault(_key(key, name), []).append(part)
+            replayed[name] = expand_logits(*compressed, value.shape[1]).to(value.dtype)
+        for key in ("index", "params"):
+            self.buffers[key].append(extras[key])
+        return self._named(replayed)
+
+    @staticmethod
+    def _named(logits: dict):
+        """One teacher's logits as a tensor; several as the teacher group's ``{name: logits}``."""
+        return logits[""] if set(logits) == {""} else TeacherOutputs(logits)
 
     def end_epoch(self, epoch: int) -> None:
         """Write the epoch just recorded (each rank its own file); an epoch resumed midway is not written."""
@@ -139,10 +155,16 @@ class TeacherCache:
             logger.warning("teacher cache: epoch %d was resumed midway, so it is not recorded.", epoch)
             return
         record = {k: torch.cat(v).cpu() for k, v in self.buffers.items()}
-        record.update(meta=self.meta, classes=self.classes)
+        record.update(meta=self.meta, classes=self.classes[""] if set(self.classes) == {""} else self.classes)
         save_atomic(record, self.path(epoch, self.ctx.rank))
-        for key in self.buffers:
-            self.buffers[key] = []
+        self.buffers = {"index": [], "params": []}
+
+
+LOGIT_KEYS = ("values", "indices", "rest")
+
+
+def _key(field: str, teacher: str) -> str:
+    return f"{field}/{teacher}" if teacher else field
 
 
 class CachedTeacher:
@@ -163,9 +185,11 @@ def check_cacheable(train, teacher, criterion) -> None:
         raise ConfigError("train.teacher_cache stores teacher outputs, but there is no models.teacher_model.",
                           key_path="train.teacher_cache")
     reasons = []
-    hooks = train.teacher.forward_hook
-    if hooks.get("input") or hooks.get("output") or train.teacher.special:
-        reasons.append(("train.teacher.forward_hook", "the teacher's features are hooked (feature terms read them)"))
+    for settings in getattr(teacher, "settings", {"": train.teacher}).values():  # each of models.teachers
+        hooks = settings.forward_hook
+        if hooks.get("input") or hooks.get("output") or settings.special:
+            reasons.append((f"{settings.key_path}.forward_hook",
+                            "the teacher's features are hooked (feature terms read them)"))
     if teacher.trainable:
         reasons.append(("train.teacher.requires_grad", "part of the teacher trains, so its outputs change"))
     if train.mixup:

@@ -26,6 +26,7 @@ from ..errors import ConfigError, DistillkitError
 from ..models.checkpoint import load_checkpoint, save_atomic
 from .checkpoint import PendingResume, RunCheckpoints, restore_rng_state, restore_run_state, run_state
 from .distributed import all_reduce_sum, explain_ddp_error
+from .evaluate import evaluate_side
 from .logs import MetricsLog
 from .preemption import Preempted, PreemptionWatch
 from .progress import ProgressBar
@@ -202,16 +203,9 @@ class Trainer:
         return self.exp.optimizer.param_groups[0]["lr"]
 
     def evaluate(self, loader, side: str = "student") -> Dict[str, float]:
-        """The task's metrics (top-1/top-5 for classification) of a side's whole model (as torchdistill: not the
-        ``sequential`` part trained in a stage)."""
-        module = self.exp.student if side == "student" else self.exp.teacher
-        was_training = module.training
-        module.eval()
-        module.model.eval()
-        result = self.exp.task.evaluate(module.model, loader, self.ctx, self.exp.amp)
-        module.model.train(was_training)
-        module.train(was_training)
-        return result
+        """The task's metrics (top-1/top-5 for classification) of a side's whole model."""
+        return evaluate_side(self.exp.student if side == "student" else self.exp.teacher, loader, self.ctx,
+                             self.exp.amp, self.exp.task)
 
     # ------------------------------------------------------------------ checkpoints
     def save_preempted(self, epoch: int, pending: PendingResume) -> None:

@@ -24,12 +24,14 @@ from ..utils import call_with_params
 from .composite import GeneralizedCustomLoss
 from .features import SELF_PATH, select_features
 from .org_loss import ORG_LOSS_EXTRACTORS, extract_org_loss_dict, extract_simple_org_loss
+from .teacher_select import select_teacher
 from ..errors import ShapeMismatchError
 
 
 class OrgTermAdapter(nn.Module):
     """Calls a ``torch.nn`` loss as an org term: ``loss(student_output, targets)`` (on each output of a tuple)."""
     per_output = True
+    reads_teacher = False
 
     def __init__(self, loss: nn.Module):
         super().__init__()
@@ -55,6 +57,7 @@ class IOTermAdapter(nn.Module):
         self.target_spec = target
         self.weights = dict(weights) if weights else None
         self.reads_teacher_features = reads_teacher_features(input, target)
+        self.reads_teacher = any(spec.get("is_from_teacher") for spec in (input, target))
 
     @staticmethod
     def _read(spec, student_io, teacher_io, targets):
@@ -184,16 +187,20 @@ def _is_zero(factor) -> bool:
     return all(v == 0 for v in factor.values()) if isinstance(factor, dict) else factor == 0
 
 
-def build_criterion(block: dict, key_path: str = "train.criterion") -> GeneralizedCustomLoss:
-    """``GeneralizedCustomLoss`` from its block; any other ``type`` is a single org term of factor 1."""
+def build_criterion(block: dict, key_path: str = "train.criterion",
+                    teachers: Optional[list] = None) -> GeneralizedCustomLoss:
+    """``GeneralizedCustomLoss`` from its block; any other ``type`` is a single org term of factor 1.
+    ``teachers``: the names of ``models.teachers``, which a term chooses from with ``teacher: <name>``."""
     if block.get("type") != "GeneralizedCustomLoss":
-        return GeneralizedCustomLoss(org_term=(build_term(block, key_path, org=True), 1.0))
+        return GeneralizedCustomLoss(org_term=(select_teacher(build_term(block, key_path, org=True), None, teachers,
+                                                              key_path, org=True), 1.0))
     extractor = _org_extractor(block, key_path)
     org_term = None
     org_block = block.get("org_term")
     org_path = f"{key_path}.org_term"
     if org_block and org_block.get("criterion"):
-        org_term = (build_term(org_block["criterion"], f"{org_path}.criterion", org=True),
+        org_term = (select_teacher(build_term(org_block["criterion"], f"{org_path}.criterion", org=True),
+                                   org_block.get("teacher"), teachers, org_path, org=True),
                     _factor(org_block, org_path, per_key=True))
     elif org_block and extractor is extract_org_loss_dict:  # the model's own losses: no criterion to build
         org_term = (None, _factor(org_block, org_path, per_key=True))
@@ -202,8 +209,10 @@ def build_criterion(block: dict, key_path: str = "train.criterion") -> Generaliz
         term_path = f"{key_path}.sub_terms.{name}"
         if not isinstance(term, dict):
             raise ConfigError("a sub term needs 'criterion: {type, params}' and 'factor'.", key_path=term_path)
-        sub_terms[name] = (build_term(term.get("criterion"), f"{term_path}.criterion", org=False,
-                                      term_params=term.get("params")), _factor(term, term_path))
+        criterion = build_term(term.get("criterion"), f"{term_path}.criterion", org=False,
+                               term_params=term.get("params"))
+        sub_terms[name] = (select_teacher(criterion, term.get("teacher"), teachers, term_path, org=False),
+                           _factor(term, term_path))
     if org_term is None and not sub_terms:
         raise ConfigError("GeneralizedCustomLoss has neither an org_term nor sub_terms.", key_path=key_path)
     if all(_is_zero(factor) for _, factor in ([org_term] if org_term else []) + list(sub_terms.values())):

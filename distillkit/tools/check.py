@@ -12,17 +12,32 @@ from ..engine.trackers import check_installed, run_entries
 from ..engine.trainer import Trainer
 from ..errors import DistillkitError
 from ..experiment import build_experiment, build_shared, located
+from ..multi.born_again import record_generation
+from ..multi.groups import SEPARATOR, model_sides
 from ..utils import seed_everything
 
 
 def _rows(side: str, io_dict: dict) -> List[tuple]:
     rows = []
     for path, slot in io_dict.items():
+        if SEPARATOR in path:  # a member of models.teachers / models.students: "<name>:<path>"
+            rows += _rows(f"{side} {path.split(SEPARATOR, 1)[0]}", {path.split(SEPARATOR, 1)[1]: slot})
+            continue
         for io, value in slot.items():
             for index, tensor in enumerate(value if isinstance(value, (list, tuple)) else [value]):
                 name = path if not isinstance(value, (list, tuple)) else f"{path}[{index}]"
                 if isinstance(tensor, torch.Tensor):
                     rows.append((side, name, io, str(tuple(tensor.shape)), str(tensor.dtype).replace("torch.", "")))
+    return rows
+
+
+def _model_rows(experiment) -> List[tuple]:
+    """One row per model of the run (each teacher, each student) with the paths its hooks capture."""
+    rows = []
+    for role, side in (("teacher", experiment.teacher), ("student", experiment.student)):
+        for name, member in model_sides(side).items():
+            hooked = ", ".join(f"{io}: {path}" for path, io in member.capture.paths) or "(no hooks)"
+            rows.append((f"{role} {name}".strip(), type(member.model).__name__, hooked))
     return rows
 
 
@@ -48,6 +63,7 @@ def check_config(config_path: str, overrides=(), device: str = None, seed: int =
         experiment = build_experiment(config, ctx, seed=seed, for_training=True, stage=stage, shared=shared)
         title = f"stage {stage + 1} ({experiment.settings.key_path}): " if experiment.multi_stage else ""
         reports.append(title + _one_step(experiment, ctx, config_path))
+        record_generation(shared, experiment)
         experiment.close()
     return "\n\n".join(reports + ["check passed."])
 
@@ -57,7 +73,7 @@ def _one_step(experiment, ctx, config_path: str) -> str:
     images, targets = experiment.task.to_device(images, targets, ctx.device, experiment.speed)
     if experiment.mixup is not None:
         images, targets = experiment.mixup(images, targets)
-    trainer = Trainer(experiment)  # no run directory: it writes nothing
+    trainer = (experiment.trainer_class or Trainer)(experiment)  # no run directory: it writes nothing
     trainer.train_mode()
     trainer.tell_epoch(0)
     loss, terms, student_io, teacher_io = trainer.forward(images, targets, supp)
@@ -68,6 +84,7 @@ def _one_step(experiment, ctx, config_path: str) -> str:
     rows = _rows("teacher", teacher_io) + _rows("student", student_io)
     count = experiment.task.batch_size(images)
     report = [f"config {config_path}: one training step on a batch of {count} images, nothing saved.",
+              format_table(_model_rows(experiment), ("side", "model", "hooked (io: paths)")),
               format_table(rows, ("side", "path", "io", "shape", "dtype")) if rows else "(no hooked tensors)",
               format_table([(name, f"{value.item():.6g}") for name, value in terms.items()] +
                            [("total", f"{loss.item():.6g}")], ("loss term", "value (weighted)"))]

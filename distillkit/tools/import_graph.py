@@ -16,12 +16,12 @@ from typing import Dict, List, Set, Tuple
 # Bottom to top: a part may import parts of its own layer or below (never a cycle).
 LAYERS = [
     ["errors"],
-    ["registry", "utils"],
+    ["registry", "utils", "members"],
     ["config", "hooks", "plugins"],
     ["data", "models", "losses"],
     ["model_side"],
     ["engine"],
-    ["tasks"],
+    ["tasks", "multi"],
     ["experiment"],
     ["runner", "tools", "api"],
     ["cli"],
