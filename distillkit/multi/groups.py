@@ -89,10 +89,10 @@ class SideGroup(nn.Module):
                                      for name, side in self.members.items()}
         return self
 
-    def forward(self, x, supp_dict=None):
+    def forward(self, x, supp_dict=None, targets=None):
         outputs, io_dict = TeacherOutputs(), {}
         for name, forward in self.forwards.items():
-            outputs[name], member = forward(x)
+            outputs[name], member = forward(x, targets=targets)
             io_dict.update(prefixed(name, member))
         return outputs, io_dict
 
