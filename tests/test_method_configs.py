@@ -34,9 +34,12 @@ def test_every_method_has_a_digits_config():
 
 
 def own_stage_blocks(config) -> list:
-    """``[(key path, block)]`` of the training stages as the file writes them (without what they inherit)."""
-    return [(key_path, config["train"] if key_path == "train" else config["train"][key_path.split(".")[1]])
-            for key_path, _ in stage_blocks(config["train"])]
+    """``[(key path, block)]`` of the training stages as the file writes them (without what they inherit); the
+    train block itself where the stages are written by distillkit (``train.born_again``)."""
+    train = config["train"]
+    written = [(key_path, train if key_path == "train" else train[key_path.split(".")[1]])
+               for key_path, _ in stage_blocks(train) if key_path == "train" or key_path.split(".")[1] in train]
+    return written or [("train", train)]
 
 
 def batch_size_overrides(config, batch_size: int) -> list:
