@@ -161,10 +161,10 @@ class SharedParts:
     generations: dict = field(default_factory=dict)  # {stage: its final student weights}: born-again teachers
 
 
-def build_shared(config, ctx: DistContext) -> SharedParts:
-    """Settings, plugins, datasets and models; located errors like build_experiment's."""
+def build_shared(config, ctx: DistContext, run: Optional[RunSettings] = None) -> SharedParts:
+    """Settings (``run``: parsed already), plugins, datasets and models; located errors like build_experiment's."""
     with located(config):
-        run = parse_settings(config)
+        run = run or parse_settings(config)
         load_entry_point_plugins()
         config_dir = os.path.dirname(os.path.abspath(config.file)) if getattr(config, "file", None) else None
         import_modules(run.imports, search_dir=config_dir)

@@ -152,9 +152,10 @@ def train_from_config(config_path: str, *, overrides: Iterable[str] = (), device
                           allow_config_change=allow_config_change)
             logger.info("run directory: %s", run_dir)
         with located(config):  # checked on every rank, started on rank 0, before anything is built
-            trackers = Trackers.open(run_entries(parse_settings(config).stages), plain_config(config), run_dir,
+            settings = parse_settings(config)
+            trackers = Trackers.open(run_entries(settings.stages), plain_config(config), run_dir,
                                      ctx.is_main, resuming=resume_path is not None)
-        shared = build_shared(config, ctx)
+        shared = build_shared(config, ctx, settings)
         resume_state = load_checkpoint(resume_path, "resume checkpoint") if resume_path else None  # read once
         stages = range(first_stage(shared.run.stages, resume_state), len(shared.run.stages))
         restore_generations(shared, resume_state, stages[0])
@@ -212,7 +213,7 @@ def _test(trainer: Trainer, experiment, student_only: bool, student_done: bool =
                                                    experiment.task)
                                for name, side in experiment.teacher.members.items()}
         for name, result in results["teachers"].items():
-            logger.info("teacher %s test: top-1 %.2f%%, top-5 %.2f%%", name, result["top1"], result["top5"])
+            logger.info("teacher %s test: %s", name, experiment.task.summary(result))
     elif experiment.teacher is not None and not student_only and experiment.test_loader is not None:
         results["teacher"] = trainer.evaluate(experiment.test_loader, side="teacher")
         logger.info("teacher test: %s", experiment.task.summary(results["teacher"]))
@@ -282,5 +283,5 @@ def _evaluate_members(config, experiment, group, teacher: bool, ckpt: Optional[s
         if trained and trained != settings.load_from and os.path.isfile(trained):  # dst_ckpt: the run's best
             load_model_weights(member.model, trained, what=f"student checkpoint (models.students.{name}.dst_ckpt)")
         results[name] = evaluate_side(member, loader, experiment.ctx, experiment.amp, experiment.task)
-        logger.info("%s %s: top-1 %.2f%%, top-5 %.2f%%", role[:-1], name, results[name]["top1"], results[name]["top5"])
+        logger.info("%s %s: %s", role[:-1], name, experiment.task.summary(results[name]))
     return results
