@@ -18,7 +18,7 @@ _loaded_entry_points = False
 EXAMPLE_MODULES = {"custom": "distillkit.tasks", "coco": "distillkit.tasks",
                    "custom.transform": "distillkit.tasks.segmentation.transforms",
                    "custom.collator": "distillkit.tasks.segmentation.collate",
-                   "custom.sampler": "distillkit.tasks.detection.sampler",
+                   "custom.sampler": "distillkit.data.grouped_batches",
                    "coco.dataset": "distillkit.tasks.coco", "utils.dataset": "distillkit.engine.poly_lr"}
 
 

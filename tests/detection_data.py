@@ -19,17 +19,17 @@ IMAGES = [{"id": 1, "file_name": "a.png", "width": 64, "height": 64},
           {"id": 3, "file_name": "c.png", "width": 64, "height": 48}]
 
 
-def write_coco(root) -> tuple:
+def write_coco(root, images=IMAGES, annotations=ANNOTATIONS) -> tuple:
     """``(img_dir, ann_file)`` of the layout under ``root`` (train2017/ and annotations/)."""
     img_dir, ann_dir = os.path.join(root, "train2017"), os.path.join(root, "annotations")
     os.makedirs(img_dir, exist_ok=True)
     os.makedirs(ann_dir, exist_ok=True)
     rng = np.random.default_rng(0)
-    for info in IMAGES:
+    for info in images:
         pixels = rng.integers(0, 255, size=(info["height"], info["width"], 3)).astype(np.uint8)
         Image.fromarray(pixels).save(os.path.join(img_dir, info["file_name"]))
     ann_file = os.path.join(ann_dir, "instances_train2017.json")
     with open(ann_file, "w") as handle:
-        json.dump({"images": IMAGES, "annotations": ANNOTATIONS,
+        json.dump({"images": images, "annotations": annotations,
                    "categories": [{"id": 1, "name": "square"}, {"id": 2, "name": "triangle"}]}, handle)
     return img_dir, ann_file

@@ -11,7 +11,7 @@ from distillkit.tasks.detection.coco_dataset import CocoDetectionDataset  # noqa
 from distillkit.tasks.detection.collate import detection_collate  # noqa: E402
 from distillkit.tasks.detection.head_rcnn import HeadRCNN  # noqa: E402
 from distillkit.tasks.detection.models import custom_fasterrcnn_resnet_fpn  # noqa: E402
-from distillkit.tasks.detection.sampler import create_aspect_ratio_groups  # noqa: E402
+from distillkit.data.grouped_batches import create_aspect_ratio_groups  # noqa: E402
 from distillkit.tasks.detection.transforms import RandomHorizontalFlip, Resize  # noqa: E402
 
 

@@ -153,23 +153,30 @@ class LoaderSettings(Section):
     dataset_wrapper: Optional[dict] = setting("mapping")  # {type | name, params}: extras in the batch's supp_dict
     decode: str = setting("str", "auto")  # auto | pil | fast | cuda | dali (distillkit/data/decoding.py)
     collate_fn: Optional[str] = setting("str")  # a registered collate function; default: the task's
-    batch_sampler: Optional[dict] = setting("mapping")  # torchdistill's GroupedBatchSampler: its batch_size is read
+    batch_sampler: Optional[dict] = setting("mapping")  # GroupedBatchSampler (data/grouped_batches.py), BatchSampler
 
     @classmethod
     def parse(cls, block, key_path: str, unknown: str = "debug"):
-        """As Section's; a ``batch_sampler: {type: GroupedBatchSampler, params: {batch_size, ...}}`` (torchdistill's
-        detection loaders) gives the batch size (see :mod:`distillkit.data.loaders`)."""
+        """As Section's; a ``batch_sampler: {type: GroupedBatchSampler | BatchSampler, params: {batch_size, ...}}``
+        (torchdistill's detection loaders) gives the batch size, and a BatchSampler's ``drop_last`` the loader's
+        (grouping: :mod:`distillkit.data.grouped_batches`)."""
         sampler = block.get("batch_sampler") if isinstance(block, dict) else None
         if isinstance(sampler, dict):
             path = join_path(key_path, "batch_sampler")
             if sampler.get("type") not in ("GroupedBatchSampler", "BatchSampler"):
                 raise ConfigError(f"batch_sampler {sampler.get('type')!r} is not supported; GroupedBatchSampler and "
-                                  f"BatchSampler are (their batch_size is the loader's).", key_path=f"{path}.type")
-        if isinstance(sampler, dict) and block.get("batch_size") is None:
+                                  f"BatchSampler are.", key_path=f"{path}.type")
+            params = sampler.get("params") or {}
+            if sampler.get("type") == "BatchSampler" and "drop_last" in params and "drop_last" not in block:
+                block = {**block, "drop_last": params["drop_last"]}
+        if isinstance(sampler, dict):
             size = (sampler.get("params") or {}).get("batch_size")
-            if size is None:
+            if size is None and block.get("batch_size") is None:
                 raise ConfigError("the batch_sampler names no batch_size.", key_path=f"{path}.params.batch_size")
-            block = {**block, "batch_size": size}
+            if size is not None and block.get("batch_size") not in (None, size):
+                raise ConfigError(f"batch_size is given twice: {block['batch_size']} for the loader and {size} for "
+                                  f"its batch_sampler; keep one.", key_path=f"{path}.params.batch_size")
+            block = {**block, "batch_size": block.get("batch_size") or size}
         return super().parse(block, key_path, unknown)
 
 

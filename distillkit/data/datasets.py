@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import os
-from typing import Dict, Optional
+from typing import Optional
 
 from torchvision import datasets as tv_datasets
 
@@ -93,9 +93,20 @@ def build_called_dataset(block: LazyTag, key_path: str, memo: Optional[dict] = N
         raise ConfigError(f"{block.get('key')} could not load its data: {exc}", key_path=f"{key_path}.init") from exc
 
 
-def build_datasets(config) -> Dict[str, object]:
+class DatasetTable(dict):
+    """``{dataset_id: dataset}``; ``built``: the value built for each config node (:func:`resolve_tags`'s memo), so
+    that a tag elsewhere that names a dataset by YAML alias (a batch sampler's ``group_ids``) gets the same
+    object."""
+
+    def __init__(self):
+        super().__init__()
+        self.built: dict = {}
+
+
+def build_datasets(config) -> DatasetTable:
     """``{dataset_id: dataset}`` for every split of every declared dataset."""
-    datasets, built = {}, {}  # built: one object per node, however many aliases reach it
+    datasets = DatasetTable()
+    built = datasets.built  # one object per node, however many aliases reach it
     for name, block in (config.get("datasets") or {}).items():
         if isinstance(block, LazyTag):
             datasets[name] = guard_dataset(build_called_dataset(block, f"datasets.{name}", built), f"datasets.{name}")

@@ -3,7 +3,8 @@
 Loader keys (torchdistill 0.x): ``dataset_id``, ``random_sample``, ``batch_size``,
 ``num_workers``, ``cache_output``; distillkit adds ``pin_memory``, ``drop_last``,
 ``persistent_workers``, ``prefetch_factor`` and ``repeated_aug: N`` (timm's
-repeated-augmentation sampler, DeiT's setting is 3).  Under torch.distributed the
+repeated-augmentation sampler, DeiT's setting is 3); torchdistill's ``batch_sampler: GroupedBatchSampler``
+batches images of similar aspect ratios (:mod:`.grouped_batches`).  Under torch.distributed the
 training loader shards with ``DistributedSampler`` (call ``set_epoch``) and the
 evaluation loader with :class:`ShardSampler`, which counts every sample once.
 """
@@ -20,6 +21,7 @@ from ..config.schema import LoaderSettings
 from ..errors import ConfigError, nearest_names
 from ..registry import COLLATE_FNS
 from .batch import collate_batch
+from .grouped_batches import grouped_batch_sampler
 from .replay import ViewRecordingDataset
 from .samplers import ReplaySampler, ResumableSampler, ShardSampler
 from .shards import build_stream_loader
@@ -41,7 +43,7 @@ def build_loader(settings: LoaderSettings, datasets: Dict[str, object], *, train
         raise ConfigError(f"dataset_id {settings.dataset_id!r} is not declared under datasets.",
                           key_path=f"{key_path}.dataset_id",
                           candidates=nearest_names(settings.dataset_id, datasets))
-    dataset = datasets[settings.dataset_id]
+    dataset = source = datasets[settings.dataset_id]
     if settings.collate_fn:
         collate = COLLATE_FNS.resolve(settings.collate_fn, key_path=f"{key_path}.collate_fn")
     # decode: auto reads images alone; a task's own collate (masks, boxes) keeps torchvision's path
@@ -61,9 +63,14 @@ def build_loader(settings: LoaderSettings, datasets: Dict[str, object], *, train
         logger.warning("%s.cache_output is ignored: a cache that ignores augmentation gives the student targets "
                        "for a view it never saw; train.teacher_cache records each view with the teacher's output.",
                        key_path)
-    if settings.batch_sampler:
-        logger.info("%s.batch_sampler: batches of %d from the loader's sampler, not grouped by aspect ratio (the "
-                    "detection model pads each batch to its largest image).", key_path, settings.batch_size)
+    grouped = bool(settings.batch_sampler) and settings.batch_sampler.get("type") == "GroupedBatchSampler"
+    if grouped and not training:
+        logger.info("%s.batch_sampler: evaluation batches are not grouped by aspect ratio (each sample is counted "
+                    "once, in order).", key_path)
+        grouped = False
+    if grouped and replay_plan is not None:
+        raise ConfigError("a GroupedBatchSampler and train.teacher_cache cannot be combined: the cache replays "
+                          "single views, not grouped batches.", key_path=f"{key_path}.batch_sampler")
     shuffle = training if settings.random_sample is None else settings.random_sample
     if training and settings.repeated_aug > 1:
         from timm.data.distributed_sampler import RepeatAugSampler
@@ -78,16 +85,27 @@ def build_loader(settings: LoaderSettings, datasets: Dict[str, object], *, train
         sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
     else:
         sampler = SequentialSampler(dataset)
+    if grouped:  # training images of similar aspect ratios batched together (detection)
+        batches = grouped_batch_sampler(settings.batch_sampler.get("params") or {}, source, sampler,
+                                        settings.batch_size, f"{key_path}.batch_sampler",
+                                        getattr(datasets, "built", None))
+        return DataLoader(dataset, batch_sampler=ResumableSampler(batches, items_per_step=1), collate_fn=collate,
+                          **_worker_options(settings, pin_memory))
     if training:
         sampler = ResumableSampler(sampler)
     if replay_plan is not None:
         dataset = ViewRecordingDataset(dataset, replay_plan) if decode == "pil" else dataset  # records itself
         sampler = ReplaySampler(sampler)
-    options = {}
+    return DataLoader(dataset, batch_size=settings.batch_size, sampler=sampler, drop_last=settings.drop_last,
+                      collate_fn=collate, **_worker_options(settings, pin_memory))
+
+
+def _worker_options(settings: LoaderSettings, pin_memory: bool) -> dict:
+    """The DataLoader's worker and memory keywords of a loader block."""
+    options = {"num_workers": settings.num_workers,
+               "pin_memory": pin_memory if settings.pin_memory is None else settings.pin_memory}
     if settings.num_workers > 0:
         options["persistent_workers"] = settings.persistent_workers
         if settings.prefetch_factor:
             options["prefetch_factor"] = settings.prefetch_factor
-    return DataLoader(dataset, batch_size=settings.batch_size, sampler=sampler, num_workers=settings.num_workers,
-                      pin_memory=pin_memory if settings.pin_memory is None else settings.pin_memory,
-                      drop_last=settings.drop_last, collate_fn=collate, **options)
+    return options

@@ -23,11 +23,14 @@ class ShardSampler(Sampler):
 
 
 class ResumableSampler(Sampler):
-    """Wraps the training sampler; ``skip_next(n)`` drops the first n indices of the next pass only, so an
-    epoch interrupted after k batches resumes with batch k + 1 without loading the skipped samples."""
+    """Wraps the training sampler; ``skip_next(n)`` drops the first n items of the next pass only, so an
+    epoch interrupted after k batches resumes with batch k + 1 without loading the skipped samples.
+    ``items_per_step``: the items of one training step (None: the loader's batch size; 1 when the wrapped
+    sampler yields whole batches, as a batch sampler does)."""
 
-    def __init__(self, sampler):
+    def __init__(self, sampler, items_per_step: Optional[int] = None):
         self.sampler = sampler
+        self.items_per_step = items_per_step
         self.skip = 0
 
     @property
@@ -54,6 +57,13 @@ class ResumableSampler(Sampler):
 
     def __len__(self) -> int:
         return len(self.sampler)
+
+
+def training_sampler(loader):
+    """What takes a training loader's ``set_epoch`` and ``skip_next``: its batch sampler when that is its own
+    (grouped batches), else its sampler."""
+    batches = getattr(loader, "batch_sampler", None)
+    return batches if isinstance(batches, ResumableSampler) else getattr(loader, "sampler", None)
 
 
 class ReplaySampler:

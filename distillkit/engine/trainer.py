@@ -23,6 +23,7 @@ from typing import Dict, Iterable, Optional
 import torch
 
 from ..errors import ConfigError, DistillkitError
+from ..data.samplers import training_sampler
 from ..models.checkpoint import load_checkpoint, save_atomic
 from .checkpoint import PendingResume, RunCheckpoints, restore_rng_state, restore_run_state, run_state
 from .distributed import all_reduce_sum, explain_ddp_error
@@ -121,13 +122,14 @@ class Trainer:
     def _begin_epoch(self, epoch: int):
         """Set the sampler up for ``epoch`` (or the rest of it, after a mid-epoch resume)."""
         exp = self.exp
-        sampler = getattr(exp.train_loader, "sampler", None)
+        sampler = training_sampler(exp.train_loader)
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
         generator = getattr(sampler, "generator", None)
         pending, self.pending = self.pending, None
         if pending is not None:
-            sampler.skip_next(pending.step_in_epoch * exp.train_loader.batch_size)
+            per_step = getattr(sampler, "items_per_step", None) or exp.train_loader.batch_size
+            sampler.skip_next(pending.step_in_epoch * per_step)
             if generator is not None and pending.sampler_epoch_start is not None:
                 generator.set_state(pending.sampler_epoch_start)
         epoch_start_sampler = generator.get_state() if generator is not None else None
