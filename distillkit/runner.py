@@ -165,7 +165,8 @@ def train_from_config(config_path: str, *, overrides: Iterable[str] = (), device
                                                             callbacks=callbacks, trackers=trackers)
             if resume_path and stage == stages[0]:
                 trainer.resume(resume_path, resume_state)
-            student = trainer.fit(test=stage == stages[-1])
+            with located(config):  # a config error the steps find (a loss given the wrong output)
+                student = trainer.fit(test=stage == stages[-1])
             if student.get("preempted"):
                 failed = False
                 return {"preempted": True, "run_dir": run_dir}

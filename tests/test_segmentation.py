@@ -144,6 +144,22 @@ def test_coco_layout_masks_equal_the_hand_made_ones(tmp_path):
         assert torch.equal(dataset[index][1], torch.from_numpy(expected))
 
 
+def test_a_cocodetect_split_with_transform_params_names_the_key_torchdistill_reads(tmp_path):
+    """torchdistill's legacy coco2017 fcn_resnet50 config writes transform_params: torchdistill 0.3.3 ignores it
+    and its PIL images then fail in coco_seg_collate_fn; here the key and the rename are named."""
+    from distillkit.data.datasets import build_split
+
+    make_coco(str(tmp_path), splits=("train2017",))
+    block = {"dataset_id": "coco/train", "images": str(tmp_path / "train2017"), "is_segment": True,
+             "annotations": str(tmp_path / "annotations" / "instances_train2017.json"), "annotated_only": True,
+             "transform_params": [{"type": "CustomToTensor", "params": None}]}
+    with pytest.raises(ConfigError) as info:
+        build_split("cocodetect", "datasets.coco.type", block, "datasets.coco.splits.train")
+    assert "datasets.coco.splits.train.transform_params" in str(info.value) and "transforms_params" in str(info.value)
+    block["transforms_params"] = block.pop("transform_params")
+    assert build_split("cocodetect", "datasets.coco.type", block, "datasets.coco.splits.train")[0][0].shape[0] == 3
+
+
 def test_coco_overlapping_instances_become_255(tmp_path):
     import json
 

@@ -138,6 +138,19 @@ def test_func2extract_org_loss_dict_variants():
     assert "train.criterion.func2extract_org_loss" in str(info.value) and "extract_simple_org_loss" in str(info.value)
 
 
+def test_a_whole_output_dict_given_to_the_org_loss_names_the_extractor_to_set():
+    """torchdistill's legacy coco2017 fcn_resnet50 config sets no func2extract_org_loss: its CrossEntropyLoss gets
+    the segmentation model's {'out': ...} (a TypeError in torchdistill 0.3.3 too)."""
+    default = build_criterion({"type": "GeneralizedCustomLoss",
+                               "org_term": {"criterion": {"type": "CrossEntropyLoss"}, "factor": 1.0}},
+                              "train.stage1.criterion")
+    with pytest.raises(ConfigError) as info:
+        default({"out": torch.randn(2, 3, 4, 4)}, None, {}, {}, torch.zeros(2, 4, 4, dtype=torch.long))
+    message = str(info.value)
+    assert "train.stage1.criterion.func2extract_org_loss" in message and "CrossEntropyLoss" in message
+    assert "'extract_simple_org_loss_dict'" in message and "['out']" in message
+
+
 def test_module_wise_params_make_one_group_per_listed_module(write_yaml):
     groups = ", module_wise_params: [{module: 'fc', params: {lr: 0.5}}, {module: 'layer1', params: {}}]"
     experiment = build_experiment(_config(write_yaml, groups))

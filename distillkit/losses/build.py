@@ -193,7 +193,7 @@ def build_criterion(block: dict, key_path: str = "train.criterion",
     ``teachers``: the names of ``models.teachers``, which a term chooses from with ``teacher: <name>``."""
     if block.get("type") != "GeneralizedCustomLoss":
         return GeneralizedCustomLoss(org_term=(select_teacher(build_term(block, key_path, org=True), None, teachers,
-                                                              key_path, org=True), 1.0))
+                                                              key_path, org=True), 1.0), key_path=key_path)
     extractor = _org_extractor(block, key_path)
     org_term = None
     org_block = block.get("org_term")
@@ -218,4 +218,4 @@ def build_criterion(block: dict, key_path: str = "train.criterion",
     if all(_is_zero(factor) for _, factor in ([org_term] if org_term else []) + list(sub_terms.values())):
         raise ConfigError("every term of the criterion has factor 0: nothing would be trained.", key_path=key_path,
                           hint="Give at least one term a non-zero factor.")
-    return GeneralizedCustomLoss(org_term, sub_terms, extractor)
+    return GeneralizedCustomLoss(org_term, sub_terms, extractor, key_path=key_path)

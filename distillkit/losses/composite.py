@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import inspect
-from typing import Callable, Dict, Optional, Tuple, Union
+from typing import Callable, Dict, Mapping, Optional, Tuple, Union
 
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from .features import SELF_PATH
 from .org_loss import extract_org_loss_dict, extract_simple_org_loss
 
@@ -35,8 +36,9 @@ class GeneralizedCustomLoss(nn.Module):
 
     def __init__(self, org_term: Optional[Tuple[Optional[nn.Module], OrgFactor]] = None,
                  sub_terms: Optional[Dict[str, Tuple[nn.Module, float]]] = None,
-                 extract_org_loss: Callable = extract_simple_org_loss):
+                 extract_org_loss: Callable = extract_simple_org_loss, key_path: str = "train.criterion"):
         super().__init__()
+        self.key_path = key_path
         self.org_criterion = org_term[0] if org_term else None
         factor = org_term[1] if org_term else 0.0
         self.org_factor = {k: float(v) for k, v in factor.items()} if isinstance(factor, dict) else float(factor)
@@ -53,10 +55,24 @@ class GeneralizedCustomLoss(nn.Module):
 
     def org_loss(self, student_output, teacher_output, targets) -> torch.Tensor:
         """The org term: the extracted losses, summed with ``org_factor`` (a number, or a factor per key)."""
-        losses = self.extract_org_loss(self.org_criterion, student_output, teacher_output, targets)
+        try:
+            losses = self.extract_org_loss(self.org_criterion, student_output, teacher_output, targets)
+        except TypeError as exc:
+            if self.extract_org_loss is extract_simple_org_loss and isinstance(student_output, Mapping):
+                raise self._whole_output_dict_error(student_output) from exc
+            raise
         if isinstance(self.org_factor, dict):
             return sum(self.org_factor.get(str(key), 0.0) * value for key, value in losses.items())
         return self.org_factor * sum(losses.values())
+
+    def _whole_output_dict_error(self, student_output) -> ConfigError:
+        return ConfigError(
+            f"the org term's {type(getattr(self.org_criterion, 'loss', self.org_criterion)).__name__} was given the model's whole output, a dict of "
+            f"{sorted(student_output)} (torchvision's segmentation models return 'out' and 'aux'): "
+            f"func2extract_org_loss is unset, and torchdistill's default (extract_simple_org_loss) passes the dict on, "
+            f"so it fails the same way in torchdistill.", key_path=f"{self.key_path}.func2extract_org_loss",
+            hint="Set func2extract_org_loss: 'extract_simple_org_loss_dict' (one loss per output) with "
+                 "org_term.factor: {out: 1.0, aux: 0.5}, as torchdistill's other segmentation configs do.")
 
     def teacher_feature_readers(self):
         """Names of the active sub terms that read the teacher's io_dict (a term says so with

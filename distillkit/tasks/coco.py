@@ -4,10 +4,14 @@ semantic-segmentation dataset (:class:`~distillkit.tasks.segmentation.coco.CocoS
 detection one (:func:`~distillkit.tasks.detection.coco_dataset.coco_detection_dataset`)."""
 from __future__ import annotations
 
+import logging
+
 from ..errors import ConfigError
 from ..registry import register_dataset
 from .detection.coco_dataset import coco_detection_dataset
 from .segmentation.coco import CocoSegmentation
+
+logger = logging.getLogger(__name__)
 
 
 @register_dataset
@@ -30,6 +34,14 @@ def cocodetect_split(split_block: dict, key_path: str, build_transform):
         raise ConfigError(f"a cocodetect split needs {' and '.join(missing)} (the image folder and the "
                           f"instances json).", key_path=f"{key_path}.{missing[0]}")
     is_segment = bool(split_block.get("is_segment", False))
+    if "transform_params" in split_block and is_segment:
+        raise ConfigError("a cocodetect split reads transforms_params (joint image and mask steps), not "
+                          "transform_params: torchdistill 0.x ignores this key too, and the untransformed PIL images "
+                          "then fail in its coco_seg_collate_fn.", key_path=f"{key_path}.transform_params",
+                          hint="Rename the key to transforms_params.")
+    if "transform_params" in split_block:
+        logger.warning("%s.transform_params is not read by a cocodetect detection split (nor by torchdistill 0.x): "
+                       "the detection transforms are random_horizontal_flip and jpeg_quality.", key_path)
     if split_block.get("transforms_params") and not is_segment:
         raise ConfigError("transforms_params of a detection cocodetect split is not supported: distillkit builds "
                           "torchdistill's default detection transforms (random_horizontal_flip, jpeg_quality).",

@@ -62,7 +62,8 @@ def check_config(config_path: str, overrides=(), device: str = None, seed: int =
     for stage in range(len(shared.run.stages)):
         experiment = build_experiment(config, ctx, seed=seed, for_training=True, stage=stage, shared=shared)
         title = f"stage {stage + 1} ({experiment.settings.key_path}): " if experiment.multi_stage else ""
-        reports.append(title + _one_step(experiment, ctx, config_path))
+        with located(config):  # a config error the first step finds (a loss given the wrong output)
+            reports.append(title + _one_step(experiment, ctx, config_path))
         record_generation(shared, experiment)
         experiment.close()
     return "\n\n".join(reports + ["check passed."])
