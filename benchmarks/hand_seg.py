@@ -3,7 +3,7 @@
 SyntheticShapes with the config's joint view (random resize, flip, crop, tensor, normalise), the frozen
 tiny_fcn width-16 teacher and the width-4 student; forward hooks capture backbone.layer3 of both; the student's
 query and value embeddings are 3x3 conv + BN (16 -> 64 channels); loss
-``CE(out, y, ignore 255) + 0.1 * mean_b(L_patch_group + L_anchor)`` (2x2 patch grid in groups of 2, 4x4 anchors,
+``CE(out, y, ignore 255) + 0.03 * mean_b(L_patch_group + L_anchor)`` (2x2 patch grid in groups of 2, 4x4 anchors,
 4 heads, no 1/sqrt(d)); SGD over the student and its embeddings, no schedule (the job drops it on both sides).
 """
 import random
@@ -84,7 +84,7 @@ def main():
             teacher(images)
         out = student(images)["out"]
         s, t = features["student"], features["teacher"]
-        loss = F.cross_entropy(out, masks, ignore_index=255) + 0.1 * tat_seg(query(s), t, value(s), t)
+        loss = F.cross_entropy(out, masks, ignore_index=255) + 0.03 * tat_seg(query(s), t, value(s), t)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
