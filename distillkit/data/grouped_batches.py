@@ -15,10 +15,9 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Sampler
-
 from ..errors import ConfigError
 from ..utils import resolve_tags
+from .samplers import WrappingSampler
 
 
 def _base_and_indices(dataset):
@@ -55,7 +54,7 @@ def create_aspect_ratio_groups(dataset, aspect_ratio_group_factor: int = 0) -> L
     return [bisect.bisect_right(edges, ratio) for ratio in compute_aspect_ratios(dataset)]
 
 
-class GroupedBatchSampler(Sampler):
+class GroupedBatchSampler(WrappingSampler):
     """Batches of ``batch_size`` indices of ``sampler`` that share a group id (``group_ids[index]``).
 
     A batch is emitted as soon as its group fills, in the order the sampler's indices fill them.  After the last
@@ -70,14 +69,6 @@ class GroupedBatchSampler(Sampler):
         self.sampler = sampler
         self.group_ids = list(group_ids)
         self.batch_size = int(batch_size)
-
-    @property
-    def generator(self):
-        return getattr(self.sampler, "generator", None)
-
-    def set_epoch(self, epoch: int) -> None:
-        if hasattr(self.sampler, "set_epoch"):
-            self.sampler.set_epoch(epoch)
 
     def __iter__(self):
         open_batches: Dict[int, List[int]] = {}

@@ -22,7 +22,21 @@ class ShardSampler(Sampler):
         return max(0, math.ceil((self.length - self.rank) / self.world_size))
 
 
-class ResumableSampler(Sampler):
+class WrappingSampler(Sampler):
+    """A sampler over ``self.sampler`` that passes the trainer's ``set_epoch`` and ``generator`` on to it."""
+
+    sampler: Sampler
+
+    @property
+    def generator(self):
+        return getattr(self.sampler, "generator", None)
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
+
+
+class ResumableSampler(WrappingSampler):
     """Wraps the training sampler; ``skip_next(n)`` drops the first n items of the next pass only, so an
     epoch interrupted after k batches resumes with batch k + 1 without loading the skipped samples.
     ``items_per_step``: the items of one training step (None: the loader's batch size; 1 when the wrapped
@@ -32,14 +46,6 @@ class ResumableSampler(Sampler):
         self.sampler = sampler
         self.items_per_step = items_per_step
         self.skip = 0
-
-    @property
-    def generator(self):
-        return getattr(self.sampler, "generator", None)
-
-    def set_epoch(self, epoch: int) -> None:
-        if hasattr(self.sampler, "set_epoch"):
-            self.sampler.set_epoch(epoch)
 
     def skip_next(self, count: int) -> None:
         self.skip = int(count)

@@ -66,8 +66,9 @@ class GeneralizedCustomLoss(nn.Module):
         return self.org_factor * sum(losses.values())
 
     def _whole_output_dict_error(self, student_output) -> ConfigError:
+        loss_name = type(getattr(self.org_criterion, "loss", self.org_criterion)).__name__  # inside OrgTermAdapter
         return ConfigError(
-            f"the org term's {type(getattr(self.org_criterion, 'loss', self.org_criterion)).__name__} was given the model's whole output, a dict of "
+            f"the org term's {loss_name} was given the model's whole output, a dict of "
             f"{sorted(student_output)} (torchvision's segmentation models return 'out' and 'aux'): "
             f"func2extract_org_loss is unset, and torchdistill's default (extract_simple_org_loss) passes the dict on, "
             f"so it fails the same way in torchdistill.", key_path=f"{self.key_path}.func2extract_org_loss",
