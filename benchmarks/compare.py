@@ -29,7 +29,7 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 TAT_CONFIG = "configs/ilsvrc2012/tat/resnet18_from_resnet34_attn.yaml"
-SEG_CONFIG = "configs/segmentation/shapes/tat_tiny_fcn4_from_tiny_fcn16.yaml"
+SEG_CONFIG = "configs/segmentation/shapes/tat_tiny_fcn8_from_tiny_fcn16.yaml"
 
 
 def input_variants(device: str) -> dict:

@@ -1,8 +1,8 @@
-"""The segmentation job by hand in plain PyTorch (configs/segmentation/shapes/tat_tiny_fcn4_from_tiny_fcn16.yaml).
+"""The segmentation job by hand in plain PyTorch (configs/segmentation/shapes/tat_tiny_fcn8_from_tiny_fcn16.yaml).
 
 SyntheticShapes with the config's joint view (random resize, flip, crop, tensor, normalise), the frozen
-tiny_fcn width-16 teacher and the width-4 student; forward hooks capture backbone.layer3 of both; the student's
-query and value embeddings are 3x3 conv + BN (16 -> 64 channels); loss
+tiny_fcn width-16 teacher and the width-8 student; forward hooks capture backbone.layer3 of both; the student's
+query and value embeddings are 3x3 conv + BN (32 -> 64 channels); loss
 ``CE(out, y, ignore 255) + 0.03 * mean_b(L_patch_group + L_anchor)`` (2x2 patch grid in groups of 2, 4x4 anchors,
 4 heads, no 1/sqrt(d)); SGD over the student and its embeddings, no schedule (the job drops it on both sides).
 """
@@ -70,8 +70,8 @@ def main():
     random.seed(args.seed)
     device = torch.device(args.device)
     teacher = MODELS["tiny_fcn"](num_classes=4, width=16, aux_loss=True).to(device).eval().requires_grad_(False)
-    student = MODELS["tiny_fcn"](num_classes=4, width=4).to(device).train()
-    query, value = embed(16, 64).to(device).train(), embed(16, 64).to(device).train()
+    student = MODELS["tiny_fcn"](num_classes=4, width=8).to(device).train()
+    query, value = embed(32, 64).to(device).train(), embed(32, 64).to(device).train()
     features = {}
     teacher.backbone.layer3.register_forward_hook(lambda _m, _i, out: features.__setitem__("teacher", out))
     student.backbone.layer3.register_forward_hook(lambda _m, _i, out: features.__setitem__("student", out))

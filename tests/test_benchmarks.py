@@ -52,5 +52,5 @@ def test_seg_job_distillkit_equals_hand_written_loop():
     """The segmentation job: the Trainer on the shapes TaT config equals the hand-written loop (same data, loss)."""
     hand = bench("hand_seg.py")
     defaults = bench("distillkit_job.py", "--settings", "defaults", "--own-data", "--config",
-                     "configs/segmentation/shapes/tat_tiny_fcn4_from_tiny_fcn16.yaml")
+                     "configs/segmentation/shapes/tat_tiny_fcn8_from_tiny_fcn16.yaml")
     assert defaults["final_loss"] == pytest.approx(hand["final_loss"], rel=1e-5)
