@@ -25,6 +25,7 @@ from .engine.distributed import DistContext
 from .engine.optim import build_optimizer, build_scheduler, module_wise_groups
 from .engine.recipe import build_ema, build_mixup
 from .engine.speed import SpeedSettings
+from .engine.trainer import Trainer
 from .engine.teacher_cache import CachedTeacher, TeacherCache, check_cacheable, weights_fingerprint
 from .errors import ConfigError
 from .losses import build_criterion
@@ -68,7 +69,7 @@ class Experiment:
     stage: int = 0  # the training stage (train.stage<N>, N = stage + 1) this experiment is
     num_stages: int = 1
     epoch_offset: int = 0  # the epochs of the earlier stages: this stage's epochs are numbered after them
-    trainer_class: Optional[type] = None  # the Trainer subclass this experiment needs (None: Trainer)
+    trainer_class: type = Trainer  # what trains this experiment (deep mutual learning: MutualTrainer)
     fresh_student: bool = False  # the student starts this stage from fresh weights (born-again)
     generations: dict = field(default_factory=dict)  # {stage: final student weights} later stages learn from
     student_ckpts: dict = field(default_factory=dict)  # models.students: {name: where its best weights go}

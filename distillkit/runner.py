@@ -138,7 +138,7 @@ def train_from_config(config_path: str, *, overrides: Iterable[str] = (), device
         seed_everything(seed)
         if test_only:
             experiment = build_experiment(config, ctx, seed, scale_lr, for_training=False)
-            return _test((experiment.trainer_class or Trainer)(experiment), experiment, student_only)
+            return _test(experiment.trainer_class(experiment), experiment, student_only)
         resume_path = None
         if resume:
             run_dir, resume_path = resolve_resume(resume, run_dir)
@@ -161,8 +161,8 @@ def train_from_config(config_path: str, *, overrides: Iterable[str] = (), device
         restore_generations(shared, resume_state, stages[0])
         for stage in stages:  # torchdistill's train.stage1, stage2, ...: one after the other on the same models
             experiment = build_experiment(config, ctx, seed, scale_lr, for_training=True, stage=stage, shared=shared)
-            trainer = (experiment.trainer_class or Trainer)(experiment, run_dir=run_dir, start_epoch=start_epoch,
-                                                            callbacks=callbacks, trackers=trackers)
+            trainer = experiment.trainer_class(experiment, run_dir=run_dir, start_epoch=start_epoch,
+                                               callbacks=callbacks, trackers=trackers)
             if resume_path and stage == stages[0]:
                 trainer.resume(resume_path, resume_state)
             with located(config):  # a config error the steps find (a loss given the wrong output)

@@ -112,3 +112,24 @@ def test_a_detector_trains_on_its_own_loss_dict(tmp_path, write_yaml):
     losses = exp.student.model(images, targets)  # the detector's own loss dict, summed: the org term
     assert set(losses) == {"loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg"}
     assert loss.item() == pytest.approx(sum(v.item() for v in losses.values()), rel=1e-5)
+
+
+def test_a_missing_coco_folder_names_the_key_the_config_writes(tmp_path, write_yaml):
+    from distillkit.config.loader import load_yaml_file
+    from distillkit.data.datasets import build_datasets, build_split
+    from distillkit.errors import ConfigError
+
+    img_dir, ann_file = write_coco(str(tmp_path))
+    block = {"dataset_id": "coco/train", "images": str(tmp_path / "nowhere"), "annotations": ann_file}
+    with pytest.raises(ConfigError) as info:  # 0.x: a cocodetect split's own key
+        build_split("cocodetect", "datasets.coco.type", block, "datasets.coco.splits.train")
+    assert "key 'datasets.coco.splits.train.images'" in str(info.value) and "does not exist" in str(info.value)
+    path = write_yaml(f"""
+        datasets:
+          coco/train: !import_call
+            key: 'coco.dataset.coco_dataset'
+            init: {{kwargs: {{img_dir_path: '{img_dir}', ann_file_path: '{tmp_path}/missing.json'}}}}
+        """)
+    with pytest.raises(ConfigError) as info:  # 1.x: the keyword of the !import_call
+        build_datasets(load_yaml_file(path)[0])
+    assert "key 'datasets.coco/train.init.kwargs.ann_file_path'" in str(info.value)

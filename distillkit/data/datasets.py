@@ -89,6 +89,12 @@ def build_called_dataset(block: LazyTag, key_path: str, memo: Optional[dict] = N
                     f"{key_path}.init.kwargs")
     try:
         return resolve_tags(block, memo)
+    except ConfigError as exc:  # a dataset's own check of one of its arguments (params.<name>): under init.kwargs
+        name = (exc.key_path or "")[len("params."):] if (exc.key_path or "").startswith("params.") else None
+        if name and isinstance(kwargs, dict) and name in kwargs:
+            exc.key_path = f"{key_path}.init.kwargs.{name}"
+            exc.locate()
+        raise
     except (OSError, RuntimeError) as exc:
         raise ConfigError(f"{block.get('key')} could not load its data: {exc}", key_path=f"{key_path}.init") from exc
 

@@ -44,3 +44,8 @@ class AmpSettings:
         if self.enabled and self.dtype == torch.float16 and self.device_type == "cuda":
             return torch.amp.GradScaler("cuda")
         return None
+
+
+def evaluation_autocast(amp):
+    """The autocast of an evaluation pass: ``amp``'s (an AmpSettings), or autocast off when there is none."""
+    return amp.autocast() if amp is not None else torch.autocast("cpu", enabled=False)

@@ -5,6 +5,7 @@ from typing import Callable, Dict
 
 import torch
 
+from .amp import evaluation_autocast
 from .distributed import DistContext, all_reduce_sum
 
 
@@ -22,7 +23,7 @@ def evaluate(forward: Callable, loader, ctx: DistContext, amp=None) -> Dict[str,
     for images, targets, *_ in loader:
         images = images.to(ctx.device, non_blocking=True)
         targets = targets.to(ctx.device, non_blocking=True)
-        with (amp.autocast() if amp is not None else torch.autocast("cpu", enabled=False)):
+        with evaluation_autocast(amp):
             logits = classification_logits(forward(images))
         k = min(5, logits.shape[1])
         top = logits.topk(k, dim=1).indices

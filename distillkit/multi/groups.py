@@ -21,7 +21,6 @@ from ..members import SEPARATOR, TeacherOutputs, check_names, member_io  # noqa:
 from ..model_side import ModelSide
 
 
-
 def member_settings(names: List[str], defaults: SideSettings, blocks, key_path: str) -> Dict[str, SideSettings]:
     """Each member's side settings: ``<key_path>.<name>`` over the common block ``defaults`` (``train.teacher`` /
     ``train.student``); a name that is no member is refused."""

@@ -9,7 +9,6 @@ from ..config import load_config
 from ..engine.distributed import setup_distributed
 from ..engine.logs import setup_logging
 from ..engine.trackers import check_installed, run_entries
-from ..engine.trainer import Trainer
 from ..errors import DistillkitError
 from ..experiment import build_experiment, build_shared, located
 from ..multi.born_again import record_generation
@@ -74,7 +73,7 @@ def _one_step(experiment, ctx, config_path: str) -> str:
     images, targets = experiment.task.to_device(images, targets, ctx.device, experiment.speed)
     if experiment.mixup is not None:
         images, targets = experiment.mixup(images, targets)
-    trainer = (experiment.trainer_class or Trainer)(experiment)  # no run directory: it writes nothing
+    trainer = experiment.trainer_class(experiment)  # no run directory: it writes nothing
     trainer.train_mode()
     trainer.tell_epoch(0)
     loss, terms, student_io, teacher_io = trainer.forward(images, targets, supp)

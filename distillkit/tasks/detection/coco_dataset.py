@@ -14,24 +14,8 @@ import os
 import torch
 from PIL import Image
 
-from ...errors import ConfigError
-from .pycocotools_import import pycocotools
+from ..coco_api import check_coco_paths, has_valid_annotation, instance_mask, pycocotools
 from .transforms import DetectionCompose, ImageToTensor, RandomHorizontalFlip
-
-
-def polygons_to_mask(segmentation, height: int, width: int) -> torch.Tensor:
-    """One instance's ``segmentation`` (polygons, or an RLE) as an ``H x W`` uint8 mask."""
-    mask_api = pycocotools().mask
-    if isinstance(segmentation, list):
-        rles = mask_api.frPyObjects(segmentation, height, width)
-        rle = mask_api.merge(rles) if rles else None
-    elif isinstance(segmentation.get("counts"), list):  # an uncompressed RLE
-        rle = mask_api.frPyObjects(segmentation, height, width)
-    else:
-        rle = segmentation
-    if rle is None:
-        return torch.zeros((height, width), dtype=torch.uint8)
-    return torch.as_tensor(mask_api.decode(rle), dtype=torch.uint8)
 
 
 def annotations_to_target(annotations, image_id: int, height: int, width: int, with_masks: bool) -> dict:
@@ -48,14 +32,10 @@ def annotations_to_target(annotations, image_id: int, height: int, width: int, w
               "area": torch.as_tensor([float(a.get("area", 0.0)) for a in annotations])[keep],
               "iscrowd": torch.zeros(int(keep.sum()), dtype=torch.int64)}
     if with_masks:
-        masks = [polygons_to_mask(a["segmentation"], height, width) for a in annotations]
+        mask_api = pycocotools().mask
+        masks = [torch.as_tensor(instance_mask(mask_api, a["segmentation"], height, width)) for a in annotations]
         target["masks"] = (torch.stack(masks) if masks else torch.zeros((0, height, width), dtype=torch.uint8))[keep]
     return target
-
-
-def has_valid_annotation(annotations) -> bool:
-    """An image worth training on: some annotation whose box is wider and taller than one pixel."""
-    return any(all(side > 1 for side in a["bbox"][2:]) for a in annotations)
 
 
 class CocoDetectionDataset(torch.utils.data.Dataset):
@@ -66,12 +46,7 @@ class CocoDetectionDataset(torch.utils.data.Dataset):
     def __init__(self, img_dir_path: str, ann_file_path: str, transforms=None, annotated_only: bool = False,
                  with_masks: bool = None):
         img_dir_path, ann_file_path = os.path.expanduser(img_dir_path), os.path.expanduser(ann_file_path)
-        for path, what, key in ((img_dir_path, "image folder", "img_dir_path"),
-                                (ann_file_path, "annotation file", "ann_file_path")):
-            if not os.path.exists(path):
-                raise ConfigError(f"the COCO {what} {path!r} does not exist (looked from {os.getcwd()}).",
-                                  key_path=key, hint="Point it at your copy of COCO (train2017/, val2017/ and "
-                                                     "annotations/instances_*.json).")
+        check_coco_paths(img_dir_path, ann_file_path)
         coco_api = pycocotools().coco
         import contextlib
         import io

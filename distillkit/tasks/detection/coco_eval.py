@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ...engine.distributed import DistContext, broadcast_object, gather_objects
-from .pycocotools_import import pycocotools
+from ..coco_api import pycocotools
 
 # COCOeval.stats: [0] mAP@[.5:.95], [1] mAP@.5, [2] mAP@.75, [3..5] small/medium/large, [6..11] recalls
 STAT_NAMES = {"map": 0, "map50": 1, "map75": 2}

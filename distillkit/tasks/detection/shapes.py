@@ -22,7 +22,7 @@ from torch import nn
 from ...errors import ConfigError
 from ...registry import register_dataset, register_model
 from .coco_eval import coco_index
-from .pycocotools_import import pycocotools
+from ..coco_api import pycocotools
 from .transforms import DetectionCompose, RandomHorizontalFlip
 
 SHAPE_NAMES = ("square", "disc", "triangle")

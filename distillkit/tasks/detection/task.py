@@ -12,12 +12,13 @@ from typing import Dict
 
 import torch
 
+from ...engine.amp import evaluation_autocast
 from ...engine.distributed import all_reduce_sum
 from ...registry import MODELS, register_task
 from ..base import Task
 from .coco_eval import coco_ground_truth, evaluate_detections, to_coco_results
 from .collate import detection_collate
-from .pycocotools_import import pycocotools
+from ..coco_api import pycocotools
 from .shapes import SHAPES_MODELS
 
 DETECTION_DATASET_KEYS = ("coco.dataset.coco_dataset", "distillkit.tasks.coco.coco_dataset")
@@ -74,16 +75,13 @@ class DetectionTask(Task):
                     for k, v in target.items()} for target in targets]
         return images, targets
 
-    def batch_size(self, images) -> int:
-        return len(images)
-
     @torch.no_grad()
     def evaluate(self, model, loader, ctx, amp=None) -> Dict[str, float]:
         coco_gt = coco_ground_truth(loader.dataset) if ctx.is_main else None
         with_masks, image_ids, results = False, [], []
         for images, targets, *_ in loader:
             images = [image.to(ctx.device, non_blocking=True) for image in images]
-            with (amp.autocast() if amp is not None else torch.autocast("cpu", enabled=False)):
+            with evaluation_autocast(amp):
                 outputs = model(images)
             for target, output in zip(targets, outputs):
                 image_id = int(target["image_id"])

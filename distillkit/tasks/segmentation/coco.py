@@ -16,8 +16,8 @@ from typing import Optional, Sequence
 import numpy as np
 from PIL import Image
 
-from ...errors import ConfigError
 from ...registry import register_dataset
+from ..coco_api import check_coco_paths, has_valid_annotation, instance_mask, pycocotools
 from .base import JointTransformDataset
 from .transforms import IGNORE_INDEX
 
@@ -25,37 +25,16 @@ from .transforms import IGNORE_INDEX
 VOC_CATEGORIES = (0, 5, 2, 16, 9, 44, 6, 3, 17, 62, 21, 67, 18, 19, 4, 1, 64, 20, 63, 7, 72)
 
 
-def _mask_api():
-    try:
-        from pycocotools import mask
-    except ImportError as exc:
-        raise ConfigError("COCO segmentation masks are decoded with pycocotools, which is not installed: "
-                          "pip install pycocotools (or pip install 'distillkit[coco]').") from exc
-    return mask
-
-
-def instance_mask(segmentation, height: int, width: int) -> np.ndarray:
-    """One ``(height, width)`` bool mask from a COCO ``segmentation`` (polygon list, RLE or uncompressed RLE)."""
-    mask_api = _mask_api()
-    rles = mask_api.frPyObjects(segmentation, height, width)
-    decoded = mask_api.decode(rles)
-    return decoded.reshape(height, width, -1).any(axis=2)
-
-
 def class_map(annotations: Sequence[dict], height: int, width: int) -> np.ndarray:
     """The uint8 class map of remapped annotations: max class per pixel, 255 where instances overlap."""
     if not annotations:
         return np.zeros((height, width), dtype=np.uint8)
-    masks = np.stack([instance_mask(a["segmentation"], height, width) for a in annotations])
+    mask_api = pycocotools("COCO segmentation (masks from polygons and RLEs)", "coco").mask
+    masks = np.stack([instance_mask(mask_api, a["segmentation"], height, width).astype(bool) for a in annotations])
     classes = np.asarray([a["category_id"] for a in annotations], dtype=np.uint8)
     target = (masks * classes[:, None, None]).max(axis=0).astype(np.uint8)
     target[masks.sum(axis=0) > 1] = IGNORE_INDEX
     return target
-
-
-def has_valid_annotation(annotations: Sequence[dict]) -> bool:
-    """torchvision's test: some annotation, and not only boxes of width or height <= 1."""
-    return bool(annotations) and not all(any(o <= 1 for o in a["bbox"][2:]) for a in annotations)
 
 
 @register_dataset
@@ -67,10 +46,7 @@ class CocoSegmentation(JointTransformDataset):
     def __init__(self, img_dir_path: str, ann_file_path: str, annotated_only: bool = False, transforms=None,
                  categories: Optional[Sequence[int]] = VOC_CATEGORIES, transform=None):
         img_dir_path, ann_file_path = os.path.expanduser(img_dir_path), os.path.expanduser(ann_file_path)
-        for name, path in (("img_dir_path", img_dir_path), ("ann_file_path", ann_file_path)):
-            if not os.path.exists(path):
-                raise ConfigError(f"the COCO {name} {path!r} does not exist (looked from {os.getcwd()}).",
-                                  key_path=f"params.{name}")
+        check_coco_paths(img_dir_path, ann_file_path)
         with open(ann_file_path) as f:
             data = json.load(f)
         super().__init__(transforms, transform)

@@ -7,6 +7,7 @@ from typing import Dict
 import torch
 import torch.nn.functional as F
 
+from ...engine.amp import evaluation_autocast
 from ...engine.distributed import all_reduce_sum
 from ...registry import register_task
 from ...utils import LazyTag
@@ -62,7 +63,7 @@ class SegmentationTask(Task):
         for images, targets, *_ in loader:
             images = images.to(ctx.device, non_blocking=True)
             targets = targets.to(ctx.device, non_blocking=True)
-            with (amp.autocast() if amp is not None else torch.autocast("cpu", enabled=False)):
+            with evaluation_autocast(amp):
                 logits = segmentation_logits(model(images))
             if logits.shape[-2:] != targets.shape[-2:]:  # a model that returns low-resolution logits
                 logits = F.interpolate(logits.float(), size=targets.shape[-2:], mode="bilinear", align_corners=False)
