@@ -68,3 +68,18 @@ def test_shard_sampler_counts_every_sample_once():
     data = list(range(11))
     shards = [list(ShardSampler(data, rank, 3)) for rank in range(3)]
     assert sorted(sum(shards, [])) == data and [len(ShardSampler(data, r, 3)) for r in range(3)] == [4, 4, 3]
+
+
+def test_a_training_loader_without_a_whole_batch_names_the_batch_size():
+    import torch
+    from torch.utils.data import TensorDataset
+
+    data = {"d": TensorDataset(torch.zeros(4, 3), torch.zeros(4, dtype=torch.long))}
+    settings = LoaderSettings.parse({"dataset_id": "d", "batch_size": 16, "drop_last": True},
+                                    "train.train_data_loader")
+    with pytest.raises(ConfigError) as info:
+        build_loader(settings, data, training=True)
+    assert "train.train_data_loader.batch_size" in str(info.value) and "4 samples and batch_size 16" in str(info.value)
+    assert len(build_loader(settings, data, training=False)) == 0  # an evaluation loader is not refused
+    kept = LoaderSettings.parse({"dataset_id": "d", "batch_size": 16}, "train.train_data_loader")
+    assert len(build_loader(kept, data, training=True)) == 1  # the last, partial batch

@@ -89,15 +89,26 @@ def build_loader(settings: LoaderSettings, datasets: Dict[str, object], *, train
         batches = grouped_batch_sampler(settings.batch_sampler.get("params") or {}, source, sampler,
                                         settings.batch_size, f"{key_path}.batch_sampler",
                                         getattr(datasets, "built", None))
-        return DataLoader(dataset, batch_sampler=ResumableSampler(batches, items_per_step=1), collate_fn=collate,
-                          **_worker_options(settings, pin_memory))
+        return _with_batches(DataLoader(dataset, batch_sampler=ResumableSampler(batches, items_per_step=1),
+                                        collate_fn=collate, **_worker_options(settings, pin_memory)), settings)
     if training:
         sampler = ResumableSampler(sampler)
     if replay_plan is not None:
         dataset = ViewRecordingDataset(dataset, replay_plan) if decode == "pil" else dataset  # records itself
         sampler = ReplaySampler(sampler)
-    return DataLoader(dataset, batch_size=settings.batch_size, sampler=sampler, drop_last=settings.drop_last,
-                      collate_fn=collate, **_worker_options(settings, pin_memory))
+    loader = DataLoader(dataset, batch_size=settings.batch_size, sampler=sampler, drop_last=settings.drop_last,
+                        collate_fn=collate, **_worker_options(settings, pin_memory))
+    return _with_batches(loader, settings) if training else loader
+
+
+def _with_batches(loader: DataLoader, settings: LoaderSettings) -> DataLoader:
+    """A training loader that yields at least one batch, or the error naming why it yields none."""
+    if len(loader) == 0:
+        raise ConfigError(f"this training loader yields no batch: a dataset of {len(loader.dataset)} samples and "
+                          f"batch_size {settings.batch_size}, with whole batches only (drop_last, or a grouped "
+                          f"batch sampler).", key_path=f"{settings.key_path}.batch_size",
+                          hint="Lower the batch size, or give the dataset more samples.")
+    return loader
 
 
 def _worker_options(settings: LoaderSettings, pin_memory: bool) -> dict:
